@@ -24,7 +24,7 @@ from flax import traverse_util
 
 from mobilenet_flax import models, paper
 
-LAYER_TYPES = ('conv_1x1', 'depthwise_3x3', 'conv_3x3', 'fully_connected')
+LAYER_TYPES = models.LAYER_TYPES
 
 
 @dataclasses.dataclass(frozen=True)
@@ -147,16 +147,10 @@ def _layer_cost(
   name: str, kernel: Sequence[int], out_shape: Sequence[int]
 ) -> LayerCost:
   weights = math.prod(kernel)
-  if len(kernel) == 2:
-    # Dense: one mult-add per weight per example.
-    return LayerCost(name, 'fully_connected', weights, weights)
-  kh, kw, in_per_group, _ = kernel
-  if (kh, kw) == (1, 1):
-    layer_type = 'conv_1x1'
-  elif in_per_group == 1:
-    layer_type = 'depthwise_3x3'
-  else:
-    layer_type = 'conv_3x3'
+  layer_type = models.layer_type(tuple(kernel))
+  if layer_type == 'fully_connected':
+    # One mult-add per weight per example.
+    return LayerCost(name, layer_type, weights, weights)
   _, out_h, out_w, _ = out_shape
   return LayerCost(name, layer_type, weights, weights * out_h * out_w)
 

@@ -38,6 +38,8 @@ BLOCKS = (
 STEM_CHANNELS = 32
 # Five stride-2 layers: below 32 px the last feature map would be empty.
 MIN_RESOLUTION = 32
+# The paper's Table 2 layer types.
+LAYER_TYPES = ('conv_1x1', 'depthwise_3x3', 'conv_3x3', 'fully_connected')
 ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
   'relu6': nn.relu6,
   'relu': nn.relu,
@@ -142,7 +144,8 @@ class MobileNetV1(nn.Module):
     x = jnp.mean(x, axis=(1, 2))
     x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
     x = nn.Dense(self.num_classes, name='logits', **common)(x)
-    return x.astype(jnp.float32)
+    # bfloat16 logits would make the loss coarse; float64 (tests) stays.
+    return x.astype(jnp.promote_types(self.dtype, jnp.float32))
 
 
 def check_input(x: jax.Array) -> None:
@@ -160,6 +163,18 @@ def check_input(x: jax.Array) -> None:
       f'MobileNetV1 needs images of at least {MIN_RESOLUTION}x'
       f'{MIN_RESOLUTION} pixels, got {x.shape[1]}x{x.shape[2]}.'
     )
+
+
+def layer_type(kernel_shape: tuple[int, ...]) -> str:
+  """Classifies a kernel into the paper's Table 2 layer types by its shape."""
+  if len(kernel_shape) == 2:
+    return 'fully_connected'
+  kh, kw, in_per_group, _ = kernel_shape
+  if (kh, kw) == (1, 1):
+    return 'conv_1x1'
+  if in_per_group == 1:
+    return 'depthwise_3x3'
+  return 'conv_3x3'
 
 
 # The released widths, and a tiny one for fast tests.

@@ -1,0 +1,78 @@
+r"""Trains or evaluates MobileNet v1.
+
+  python main.py --config=configs/default.py:alpha=0.5,res=160 \
+      --workdir=runs/mobilenet_050_160
+  python main.py --config=configs/quickstart.py --workdir=runs/quickstart
+  python main.py --config=configs/default.py --workdir=runs/eval \
+      --mode=eval --config.init_from=PATH_TO_WEIGHTS
+
+Any config field can be overridden on the command line, e.g.
+`--config.batch_size=256`. A run resumes from the latest checkpoint in
+`--workdir`.
+"""
+
+import sys
+
+import jax
+from absl import app, flags, logging
+from ml_collections import config_flags
+
+from mobilenet_flax import checkpoints, config_lib, train
+
+FLAGS = flags.FLAGS
+config_flags.DEFINE_config_file(
+  'config',
+  None,
+  'Config file, e.g. configs/default.py:alpha=0.5,res=160.',
+  lock_config=True,
+)
+flags.DEFINE_string('workdir', None, 'Directory for checkpoints and metrics.')
+flags.DEFINE_enum(
+  'mode',
+  'train',
+  ['train', 'eval'],
+  'train: train and evaluate (resuming if possible); eval: score weights '
+  'from --config.init_from or the latest checkpoint in --workdir.',
+)
+flags.mark_flags_as_required(['config', 'workdir'])
+
+
+class _QuietLibraries(logging.logging.Filter):
+  """Keeps orbax's per-save INFO chatter out of the training log."""
+
+  def filter(self, record):
+    return record.levelno >= logging.WARNING or '/orbax/' not in (
+      record.pathname or ''
+    )
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+  logging.get_absl_logger().addFilter(_QuietLibraries())
+  # Hide accelerators from TensorFlow (the input pipeline): JAX owns them.
+  import input_pipeline  # noqa: F401
+
+  logging.info(
+    'JAX process %d/%d, local devices: %s',
+    jax.process_index(),
+    jax.process_count(),
+    jax.local_devices(),
+  )
+  try:
+    if FLAGS.mode == 'eval':
+      train.evaluate(FLAGS.config, FLAGS.workdir)
+    else:
+      train.train_and_evaluate(FLAGS.config, FLAGS.workdir)
+  except (
+    config_lib.ConfigError,
+    checkpoints.CheckpointMismatchError,
+    train.NonFiniteError,
+  ) as e:
+    logging.error('%s', e)
+    print(f'error: {e}', file=sys.stderr)
+    sys.exit(1)
+
+
+if __name__ == '__main__':
+  app.run(main)

@@ -1,0 +1,216 @@
+"""Checkpoints: resumable training state and exported weights.
+
+Training checkpoints live in `<workdir>/checkpoints/<step>/` and hold the whole
+train state (parameters, batch statistics, optimizer state, EMA weights, RNG
+key, step) beside a JSON record of the model fields and the data position.
+Orbax writes each one to a temporary directory and renames it when complete,
+so a crash or preemption mid-save leaves the previous checkpoints intact.
+
+Exported weights (`save_pretrained`) are `{'params', 'batch_stats'}` plus a
+`model.json` of the fields needed to rebuild the model.
+"""
+
+import json
+import os
+from collections.abc import Mapping
+from typing import Any
+
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+from absl import logging
+from etils import epath
+from flax import serialization
+
+# The fields that fix the shapes of the variables: a checkpoint written with
+# other values cannot be restored into this model.
+MODEL_FIELDS = ('alpha', 'resolution', 'num_classes')
+
+
+class CheckpointMismatchError(ValueError):
+  """A checkpoint that does not fit the model being built."""
+
+
+def check_fields(
+  found: Mapping[str, Any], expected: Mapping[str, Any], where: str
+) -> None:
+  """Raises CheckpointMismatchError naming every differing model field.
+
+  `resolution` is only compared when both sides give one; the weights
+  themselves work at any resolution, so evaluation may change it.
+  """
+  problems = []
+  for key in MODEL_FIELDS:
+    if key not in expected or expected[key] is None:
+      continue
+    if key not in found:
+      problems.append(f'{key}: missing in the checkpoint')
+    elif not _same(found[key], expected[key]):
+      problems.append(
+        f'{key}: checkpoint has {found[key]!r}, config has {expected[key]!r}'
+      )
+  if problems:
+    raise CheckpointMismatchError(
+      f'Checkpoint at {where} was written for a different model:\n'
+      + '\n'.join(f'  - {p}' for p in problems)
+      + '\nUse a fresh --workdir, or set the config to match the checkpoint.'
+    )
+
+
+def _same(a: Any, b: Any) -> bool:
+  if isinstance(a, int | float) and isinstance(b, int | float):
+    return abs(float(a) - float(b)) < 1e-9
+  return a == b
+
+
+class TrainCheckpointer:
+  """Saves and restores the train state of one workdir."""
+
+  def __init__(self, workdir: str, *, keep: int):
+    self.directory = epath.Path(workdir) / 'checkpoints'
+    self._manager = ocp.CheckpointManager(
+      self.directory,
+      options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=True),
+    )
+
+  def latest_step(self) -> int | None:
+    return self._manager.latest_step()
+
+  def save(self, step: int, state: Any, meta: Mapping[str, Any]) -> None:
+    """Saves `state` (host or device arrays, unreplicated) at `step`."""
+    if step in self._manager.all_steps():
+      return
+    host_state = serialization.to_state_dict(jax.device_get(state))
+    self._manager.save(
+      step,
+      args=ocp.args.Composite(
+        state=ocp.args.StandardSave(host_state),
+        meta=ocp.args.JsonSave(dict(meta)),
+      ),
+      force=True,
+    )
+
+  def read_meta(self, step: int) -> dict[str, Any]:
+    restored = self._manager.restore(
+      step, args=ocp.args.Composite(meta=ocp.args.JsonRestore())
+    )
+    return dict(restored['meta'])
+
+  def restore(
+    self, step: int, template: Any, expected: Mapping[str, Any]
+  ) -> tuple[Any, dict[str, Any]]:
+    """Restores the state at `step` into the structure of `template`."""
+    where = str(self.directory / str(step))
+    meta = self.read_meta(step)
+    check_fields(meta.get('model', {}), expected, where)
+    target = serialization.to_state_dict(jax.device_get(template))
+    target = jax.tree.map(_abstract, target)
+    try:
+      restored = self._manager.restore(
+        step,
+        args=ocp.args.Composite(state=ocp.args.StandardRestore(target)),
+      )['state']
+    except (ValueError, KeyError) as e:
+      raise CheckpointMismatchError(
+        f'Checkpoint at {where} does not match the train state: {e}'
+      ) from e
+    _check_shapes(restored, target, where)
+    return serialization.from_state_dict(template, restored), meta
+
+  def restore_raw(self, step: int) -> dict[str, Any]:
+    """The state at `step` as saved (nested dicts of numpy arrays)."""
+    return self._manager.restore(
+      step, args=ocp.args.Composite(state=ocp.args.StandardRestore())
+    )['state']
+
+  def reached_preemption(self, step: int) -> bool:
+    """True on every process once JAX's preemption sync point is reached
+    (multi-process runs; SIGTERM marks it)."""
+    return self._manager.reached_preemption(step)
+
+  def wait(self) -> None:
+    """Blocks until any save in flight is on disk."""
+    self._manager.wait_until_finished()
+
+  def close(self) -> None:
+    self._manager.close()
+
+
+def _abstract(x: Any) -> Any:
+  x = np.asarray(x)
+  return jax.ShapeDtypeStruct(x.shape, x.dtype)
+
+
+def _check_shapes(restored: Any, target: Any, where: str) -> None:
+  flat_r = dict(jax.tree_util.tree_leaves_with_path(restored))
+  for path, want in jax.tree_util.tree_leaves_with_path(target):
+    got = flat_r.get(path)
+    if got is None or tuple(np.shape(got)) != tuple(want.shape):
+      raise CheckpointMismatchError(
+        f'Checkpoint at {where}: {jax.tree_util.keystr(path)} has shape '
+        f'{None if got is None else np.shape(got)}, the model expects '
+        f'{want.shape}.'
+      )
+
+
+# ---------------------------------------------------------------------------
+# Exported weights.
+
+
+def save_pretrained(
+  directory: str, variables: Mapping[str, Any], fields: Mapping[str, Any]
+) -> epath.Path:
+  """Writes `{'params', 'batch_stats'}` and `model.json` to `directory`."""
+  path = epath.Path(directory).resolve()
+  path.mkdir(parents=True, exist_ok=True)
+  host = jax.device_get(
+    {'params': variables['params'], 'batch_stats': variables['batch_stats']}
+  )
+  with ocp.StandardCheckpointer() as checkpointer:
+    checkpointer.save(path / 'variables', host, force=True)
+  # Written last: its presence marks a complete export.
+  (path / 'model.json').write_text(json.dumps(dict(fields), indent=2))
+  return path
+
+
+def load_pretrained(
+  directory: str, expected: Mapping[str, Any] | None = None
+) -> tuple[dict[str, Any], dict[str, Any]]:
+  """Loads exported weights, or the latest checkpoint of a training workdir.
+
+  Returns the variables `{'params', 'batch_stats'}` (EMA weights in place of
+  `params` when a training checkpoint has them and `use_ema`) and the model
+  fields.
+  """
+  path = epath.Path(directory)
+  expected = expected or {}
+  if (path / 'model.json').exists():
+    fields = json.loads((path / 'model.json').read_text())
+    check_fields(fields, expected, str(path))
+    with ocp.StandardCheckpointer() as checkpointer:
+      variables = checkpointer.restore(path / 'variables')
+    return dict(variables), fields
+  if (path / 'checkpoints').exists():
+    manager = TrainCheckpointer(os.fspath(path), keep=1_000_000)
+    step = manager.latest_step()
+    if step is not None:
+      meta = manager.read_meta(step)
+      check_fields(meta.get('model', {}), expected, str(path))
+      restored = manager.restore_raw(step)
+      manager.close()
+      params = restored['ema_params'] or restored['params']
+      logging.info(
+        'Loaded %s weights of step %d from %s.',
+        'EMA' if restored['ema_params'] else 'raw',
+        step,
+        path,
+      )
+      return {
+        'params': params,
+        'batch_stats': restored['batch_stats'],
+      }, meta['model']
+  raise FileNotFoundError(
+    f'No weights at {path}: expected model.json and variables/ (from '
+    '`python -m mobilenet_flax.keras_import`) or a training workdir with '
+    'checkpoints/.'
+  )
