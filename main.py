@@ -17,7 +17,13 @@ import jax
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from mobilenet_flax import checkpoints, config_lib, train
+from mobilenet_flax import (
+  checkpoints,
+  config_lib,
+  distributed,
+  synthetic,
+  train,
+)
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file(
@@ -34,6 +40,21 @@ flags.DEFINE_enum(
   'train: train and evaluate (resuming if possible); eval: score weights '
   'from --config.init_from or the latest checkpoint in --workdir.',
 )
+flags.DEFINE_enum(
+  'multihost',
+  'auto',
+  ['auto', 'on', 'off'],
+  'Join a multi-process JAX cluster: auto = on Cloud TPU VMs, in multi-task '
+  'SLURM jobs, or when a coordinator is given.',
+)
+flags.DEFINE_string(
+  'coordinator_address',
+  None,
+  'host:port of process 0, for clusters JAX cannot detect itself '
+  '(default: $JAX_COORDINATOR_ADDRESS).',
+)
+flags.DEFINE_integer('num_processes', None, 'With --coordinator_address.')
+flags.DEFINE_integer('process_id', None, 'With --coordinator_address.')
 flags.mark_flags_as_required(['config', 'workdir'])
 
 
@@ -50,8 +71,24 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
   logging.get_absl_logger().addFilter(_QuietLibraries())
-  # Hide accelerators from TensorFlow (the input pipeline): JAX owns them.
-  import input_pipeline  # noqa: F401
+  # Before anything touches a device.
+  distributed.initialize(
+    FLAGS.multihost,
+    FLAGS.coordinator_address,
+    FLAGS.num_processes,
+    FLAGS.process_id,
+  )
+  expected_errors = (
+    config_lib.ConfigError,
+    checkpoints.CheckpointMismatchError,
+    train.NonFiniteError,
+    distributed.WorkdirNotSharedError,
+  )
+  if FLAGS.config.dataset != synthetic.NAME:
+    # Importing it also hides accelerators from TensorFlow: JAX owns them.
+    import input_pipeline
+
+    expected_errors += (input_pipeline.DatasetError,)
 
   logging.info(
     'JAX process %d/%d, local devices: %s',
@@ -64,11 +101,8 @@ def main(argv):
       train.evaluate(FLAGS.config, FLAGS.workdir)
     else:
       train.train_and_evaluate(FLAGS.config, FLAGS.workdir)
-  except (
-    config_lib.ConfigError,
-    checkpoints.CheckpointMismatchError,
-    train.NonFiniteError,
-  ) as e:
+  except expected_errors as e:
+    # Errors that explain themselves: no traceback, a non-zero exit.
     logging.error('%s', e)
     print(f'error: {e}', file=sys.stderr)
     sys.exit(1)

@@ -250,11 +250,16 @@ def grid_tables(num_classes: int = 1000) -> str:
 
 
 FLAGS = flags.FLAGS
-flags.DEFINE_float('alpha', 1.0, 'Width multiplier.')
-flags.DEFINE_integer('resolution', 224, 'Input height and width in pixels.')
-flags.DEFINE_integer('num_classes', 1000, 'Classifier size.')
-flags.DEFINE_bool('json', False, 'Print one JSON object instead of a table.')
-flags.DEFINE_bool('grid', False, 'Print all 16 alpha x resolution points.')
+
+
+def define_flags() -> None:
+  """The CLI's flags; defined only when run as a program, so importing this
+  module never claims flag names."""
+  flags.DEFINE_float('alpha', 1.0, 'Width multiplier.')
+  flags.DEFINE_integer('resolution', 224, 'Input height and width in pixels.')
+  flags.DEFINE_integer('num_classes', 1000, 'Classifier size.')
+  flags.DEFINE_bool('json', False, 'Print one JSON object instead of a table.')
+  flags.DEFINE_bool('grid', False, 'Print all 16 alpha x resolution points.')
 
 
 def main(argv: Sequence[str]) -> None:
@@ -276,4 +281,5 @@ def main(argv: Sequence[str]) -> None:
 
 
 if __name__ == '__main__':
+  define_flags()
   app.run(main)

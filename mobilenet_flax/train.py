@@ -26,15 +26,16 @@ import ml_collections
 import numpy as np
 import optax
 from absl import logging
-from clu import metric_writers, periodic_actions
 from etils import epath
 from flax import jax_utils
 from jax import lax
+from jax.experimental import multihost_utils
 
 from mobilenet_flax import (
   checkpoints,
   complexity,
   config_lib,
+  distributed,
   models,
   optim,
   synthetic,
@@ -246,6 +247,32 @@ def eval_step(
   return lax.psum(sums, AXIS)
 
 
+class CompiledOnFirstCall:
+  """A pmapped function, compiled explicitly at its first call.
+
+  On a multi-host slice, processes that run a collective step wait only a
+  short while (~30 s for CPU collectives) for their peers; a host still
+  compiling would make the others fail. So every process compiles, then
+  all meet at a barrier, then the step runs.
+  """
+
+  def __init__(self, fn: Callable, name: str):
+    self._fn = fn
+    self._name = name
+    self._compiled = None
+
+  def __call__(self, *args):
+    if self._compiled is None:
+      start = time.time()
+      self._compiled = self._fn.lower(*args).compile()
+      if jax.process_count() > 1:
+        multihost_utils.sync_global_devices(f'{self._name} compiled')
+      logging.info(
+        'Compiled the %s in %.1f s.', self._name, time.time() - start
+      )
+    return self._compiled(*args)
+
+
 def make_train_step(
   config: ml_collections.ConfigDict,
   model: models.MobileNetV1,
@@ -266,11 +293,16 @@ def make_train_step(
     label_smoothing=config.label_smoothing,
     ema_decay=config.ema_decay,
   )
-  return jax.pmap(step, axis_name=AXIS, donate_argnums=(0,))
+  return CompiledOnFirstCall(
+    jax.pmap(step, axis_name=AXIS, donate_argnums=(0,)), 'train step'
+  )
 
 
 def make_eval_step(model: models.MobileNetV1) -> Callable:
-  return jax.pmap(functools.partial(eval_step, model=model), axis_name=AXIS)
+  return CompiledOnFirstCall(
+    jax.pmap(functools.partial(eval_step, model=model), axis_name=AXIS),
+    'eval step',
+  )
 
 
 # ---------------------------------------------------------------------------
@@ -332,6 +364,58 @@ def _flat_hparams(config: ml_collections.ConfigDict) -> dict[str, Any]:
   return flat
 
 
+class _LoggingWriter:
+  """Console-only stand-in for clu's writers where TensorFlow (which clu's
+  writers import) is not installed."""
+
+  def write_scalars(self, step, scalars):
+    logging.info(
+      '[%d] %s', step, ', '.join(f'{k}={v:.6g}' for k, v in scalars.items())
+    )
+
+  def write_hparams(self, hparams):
+    logging.info('Hyperparameters: %s', hparams)
+
+  def flush(self):
+    pass
+
+
+def _create_writer(workdir: epath.Path, is_chief: bool) -> Any:
+  """TensorBoard event files and the console on process 0; the console
+  only elsewhere."""
+  try:
+    from clu import metric_writers
+  except ImportError as e:
+    logging.warning('No TensorBoard events (%s); logging to console only.', e)
+    return _LoggingWriter()
+  return metric_writers.create_default_writer(
+    workdir, just_logging=not is_chief
+  )
+
+
+def _create_hooks(
+  config: ml_collections.ConfigDict,
+  workdir: epath.Path,
+  writer: Any,
+  num_train_steps: int,
+) -> list[Callable[[int], Any]]:
+  """clu's progress report (steps/second, ETA) and optional profiler."""
+  try:
+    from clu import periodic_actions
+  except ImportError:
+    return []
+  hooks = [
+    periodic_actions.ReportProgress(
+      num_train_steps=num_train_steps, writer=writer, every_secs=60
+    )
+  ]
+  if config.profile and jax.process_index() == 0:
+    hooks.append(
+      periodic_actions.Profile(logdir=str(workdir), num_profile_steps=5)
+    )
+  return hooks
+
+
 class _PreemptionWatcher:
   """Turns SIGTERM (what a preempted TPU VM gets) into a flag the loop
   polls between steps, so the checkpoint is written from a consistent
@@ -342,7 +426,11 @@ class _PreemptionWatcher:
     self._previous = None
 
   def __enter__(self):
-    if threading.current_thread() is threading.main_thread():
+    # With several processes, JAX's own preemption notifier owns SIGTERM.
+    if (
+      jax.process_count() == 1
+      and threading.current_thread() is threading.main_thread()
+    ):
       self._previous = signal.signal(signal.SIGTERM, self._handle)
     return self
 
@@ -445,10 +533,9 @@ def train_and_evaluate(
   data = data_source(config)
   derived = run.derived
   run.workdir.mkdir(parents=True, exist_ok=True)
+  distributed.check_shared_workdir(str(run.workdir))
   is_chief = jax.process_index() == 0
-  writer = metric_writers.create_default_writer(
-    run.workdir, just_logging=not is_chief
-  )
+  writer = _create_writer(run.workdir, is_chief)
   logging.info('Derived: %s', derived)
 
   learning_rate_fn = optim.create_learning_rate_fn(config, derived)
@@ -527,17 +614,7 @@ def train_and_evaluate(
     )
     return results
 
-  hooks = [
-    periodic_actions.ReportProgress(
-      num_train_steps=derived.num_train_steps,
-      writer=writer,
-      every_secs=60,
-    )
-  ]
-  if config.profile and is_chief:
-    hooks.append(
-      periodic_actions.Profile(logdir=str(run.workdir), num_profile_steps=5)
-    )
+  hooks = _create_hooks(config, run.workdir, writer, derived.num_train_steps)
 
   state_repl = jax_utils.replicate(state)
   del state

@@ -2,8 +2,9 @@
 
 Four fake CPU devices make every pmapped test a real multi-device run, so a
 missing cross-device reduction fails here rather than on a TPU. The
-persistent compilation cache lets tests that build the same step share one
-XLA compilation.
+persistent compilation cache lets tests (and the programs they start, which
+inherit the environment) that build the same step share one XLA
+compilation.
 """
 
 import os
@@ -13,15 +14,9 @@ os.environ['XLA_FLAGS'] = (
   os.environ.get('XLA_FLAGS', '') + ' --xla_force_host_platform_device_count=4'
 )
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
-
-import jax  # noqa: E402
-
-jax.config.update(
-  'jax_compilation_cache_dir',
-  os.environ.get(
-    'MOBILENET_TEST_JAX_CACHE',
-    os.path.join(tempfile.gettempdir(), 'mobilenet_flax_test_jax_cache'),
-  ),
+os.environ.setdefault(
+  'JAX_COMPILATION_CACHE_DIR',
+  os.path.join(tempfile.gettempdir(), 'mobilenet_flax_test_jax_cache'),
 )
-jax.config.update('jax_persistent_cache_min_compile_time_secs', 0)
-jax.config.update('jax_persistent_cache_min_entry_size_bytes', 0)
+os.environ.setdefault('JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS', '0')
+os.environ.setdefault('JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES', '0')

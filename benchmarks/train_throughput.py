@@ -1,0 +1,126 @@
+r"""Images/second of the real pmapped train step on random device batches.
+
+Builds the model, optimizer and train step exactly as training does
+(`mobilenet_flax.train`), puts one random batch on the devices, runs a
+warm-up (compilation), then times `--steps` steps `--repeats` times and
+prints one JSON line with the median. Imports no TensorFlow, so it runs on
+machines that have JAX but no TF.
+
+  python benchmarks/train_throughput.py --alpha=1.0 --resolution=224 \
+      --batch=32 --steps=5 --depthwise_impl=auto
+"""
+
+import json
+import os
+import statistics
+import sys
+import time
+
+from absl import app, flags
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import jax  # noqa: E402
+import numpy as np  # noqa: E402
+from flax import jax_utils  # noqa: E402
+
+from configs import default  # noqa: E402
+from mobilenet_flax import config_lib, layers, optim, train  # noqa: E402
+
+FLAGS = flags.FLAGS
+flags.DEFINE_float('alpha', 1.0, 'Width multiplier.')
+flags.DEFINE_integer('resolution', 224, 'Input height and width.')
+flags.DEFINE_integer('batch', 32, 'Global batch (over all local devices).')
+flags.DEFINE_integer('steps', 5, 'Timed steps per repeat.')
+flags.DEFINE_integer('warmup', 2, 'Untimed steps (the first compiles).')
+flags.DEFINE_integer('repeats', 3, 'Timed repeats; the median is reported.')
+flags.DEFINE_enum(
+  'depthwise_impl', 'auto', list(layers.DEPTHWISE_IMPLS), 'Conv implementation.'
+)
+flags.DEFINE_enum('dtype', 'float32', list(config_lib.DTYPES), 'Compute dtype.')
+flags.DEFINE_integer('num_classes', 1000, 'Classifier size.')
+
+
+def build(config, num_classes):
+  """The train step and a replicated state, as `train_and_evaluate` builds
+  them."""
+  derived = config_lib.derive(
+    config,
+    num_train_examples=1_281_167,
+    device_count=jax.device_count(),
+  )
+  model = train.create_model(config, num_classes)
+  lr_fn = optim.create_learning_rate_fn(config, derived)
+  tx = optim.create_optimizer(config, lr_fn)
+  state = train.create_train_state(config, model, tx, jax.random.PRNGKey(0))
+  p_step = train.make_train_step(config, model, tx, lr_fn, state.params)
+  return p_step, jax_utils.replicate(state)
+
+
+def random_batch(batch, resolution, num_classes):
+  rng = np.random.default_rng(0)
+  return {
+    'image': rng.uniform(-1, 1, (batch, resolution, resolution, 3)).astype(
+      np.float32
+    ),
+    'label': rng.integers(0, num_classes, batch).astype(np.int32),
+    'mask': np.ones(batch, np.float32),
+    'corrupt': np.zeros(batch, np.float32),
+  }
+
+
+def main(argv):
+  del argv
+  config = default.get_config(f'alpha={FLAGS.alpha},res={FLAGS.resolution}')
+  config.batch_size = FLAGS.batch
+  config.depthwise_impl = FLAGS.depthwise_impl
+  config.dtype = FLAGS.dtype
+  config_lib.validate(config)
+  p_step, state = build(config, FLAGS.num_classes)
+  # Device-resident, so the figure is the step alone.
+  batch = next(
+    train.device_batches(
+      [random_batch(FLAGS.batch, FLAGS.resolution, FLAGS.num_classes)]
+    )
+  )
+  start = time.perf_counter()
+  for _ in range(FLAGS.warmup):
+    state, metrics = p_step(state, batch)
+  jax.block_until_ready(metrics)
+  warmup_seconds = time.perf_counter() - start
+  seconds = []
+  for _ in range(FLAGS.repeats):
+    start = time.perf_counter()
+    for _ in range(FLAGS.steps):
+      state, metrics = p_step(state, batch)
+    jax.block_until_ready(metrics)
+    seconds.append((time.perf_counter() - start) / FLAGS.steps)
+  step_seconds = statistics.median(seconds)
+  images_per_second = FLAGS.batch / step_seconds
+  print(
+    json.dumps(
+      {
+        'benchmark': 'train_throughput',
+        'backend': jax.default_backend(),
+        'device_kind': jax.devices()[0].device_kind,
+        'devices': jax.device_count(),
+        'alpha': FLAGS.alpha,
+        'resolution': FLAGS.resolution,
+        'batch': FLAGS.batch,
+        'depthwise_impl': layers.resolve_impl(FLAGS.depthwise_impl),
+        'dtype': FLAGS.dtype,
+        'steps': FLAGS.steps,
+        'repeats': FLAGS.repeats,
+        'warmup_seconds': round(warmup_seconds, 2),
+        'seconds_per_step': round(step_seconds, 4),
+        'images_per_second': round(images_per_second, 2),
+        'images_per_second_per_device': round(
+          images_per_second / jax.device_count(), 2
+        ),
+      }
+    )
+  )
+
+
+if __name__ == '__main__':
+  app.run(main)

@@ -1,0 +1,71 @@
+"""The model, the train step and the speed benchmark run without TensorFlow.
+
+GPU benchmark machines may have JAX but no TensorFlow; only the input
+pipeline and the Keras-file side of the converter may need it.
+"""
+
+import json
+import os
+import subprocess
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+# Makes `import tensorflow` (and friends) fail as if it were not installed.
+BLOCKER = """
+import importlib.abc, sys
+class _NoTensorFlow(importlib.abc.MetaPathFinder):
+  def find_spec(self, name, path=None, target=None):
+    if name.split('.')[0] in ('tensorflow', 'tensorflow_datasets', 'keras'):
+      raise ModuleNotFoundError(f'No module named {name!r} (blocked)')
+    return None
+sys.meta_path.insert(0, _NoTensorFlow())
+"""
+
+
+def _run_blocked(code, *args):
+  return subprocess.run(
+    [sys.executable, '-c', BLOCKER + code, *args],
+    cwd=ROOT,
+    capture_output=True,
+    text=True,
+    check=False,
+    env={**os.environ, 'PYTHONPATH': ROOT},
+  )
+
+
+def test_blocker_works():
+  result = _run_blocked('import tensorflow')
+  assert result.returncode != 0
+  assert 'blocked' in result.stderr
+
+
+def test_core_modules_import_without_tensorflow():
+  result = _run_blocked(
+    'import mobilenet_flax.models, mobilenet_flax.complexity, '
+    'mobilenet_flax.train, mobilenet_flax.checkpoints, '
+    'mobilenet_flax.keras_import, mobilenet_flax.synthetic, configs.default\n'
+    "assert 'tensorflow' not in sys.modules\n"
+    "print('imported')"
+  )
+  assert result.returncode == 0, result.stderr
+  assert 'imported' in result.stdout
+
+
+def test_train_throughput_benchmark_runs_without_tensorflow():
+  result = _run_blocked(
+    "import runpy; sys.argv = ['train_throughput.py'] + sys.argv[1:]\n"
+    "runpy.run_path('benchmarks/train_throughput.py', run_name='__main__')",
+    '--alpha=0.125',
+    '--resolution=32',
+    '--batch=8',
+    '--steps=1',
+    '--warmup=1',
+    '--repeats=1',
+  )
+  assert result.returncode == 0, result.stderr[-3000:]
+  line = result.stdout.strip().splitlines()[-1]
+  report = json.loads(line)
+  assert report['benchmark'] == 'train_throughput'
+  assert report['images_per_second'] > 0
+  assert report['devices'] == 4  # conftest's fake devices reach the child.
