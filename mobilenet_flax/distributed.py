@@ -18,6 +18,7 @@ from etils import epath
 from jax.experimental import multihost_utils
 
 MODES = ('auto', 'on', 'off')
+DEFAULT_COMPILATION_CACHE = os.path.expanduser('~/.cache/mobilenet_flax/jax')
 
 
 def _on_cloud_tpu_vm() -> bool:
@@ -67,6 +68,11 @@ def initialize(
       process_id=process_id,
     )
   jax.distributed.initialize(**kwargs)
+  if not jax.config.jax_compilation_cache_dir:
+    # The train step is compiled ahead of its first call, then run through
+    # pmap, which must find that compilation here rather than compile again
+    # while the other hosts wait (train.CompiledOnFirstCall).
+    jax.config.update('jax_compilation_cache_dir', DEFAULT_COMPILATION_CACHE)
   logging.info(
     'Joined the JAX cluster as process %d of %d (%d local, %d global devices).',
     jax.process_index(),

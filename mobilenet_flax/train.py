@@ -270,6 +270,11 @@ class CompiledOnFirstCall:
       logging.info(
         'Compiled the %s in %.1f s.', self._name, time.time() - start
       )
+    if jax.process_count() > 1:
+      # The executable takes global arrays; pmap assembles them from this
+      # process's local ones, finding its compilation in JAX's persistent
+      # cache (see `distributed.initialize`).
+      return self._fn(*args)
     return self._compiled(*args)
 
 
@@ -589,13 +594,16 @@ def train_and_evaluate(
       },
     )
 
+  # Built once, so that `cache_eval` keeps the encoded records in
+  # memory across evaluations.
+  eval_ds, num_batches = data.create_eval_dataset(
+    config,
+    batch_size=derived.per_process_batch_size,
+    process_index=jax.process_index(),
+    process_count=jax.process_count(),
+  )
+
   def run_eval(step, state_repl):
-    eval_ds, num_batches = data.create_eval_dataset(
-      config,
-      batch_size=derived.per_process_batch_size,
-      process_index=jax.process_index(),
-      process_count=jax.process_count(),
-    )
     results = {}
     for prefix, variables_repl in _eval_variable_sets(state_repl).items():
       metrics = evaluate_batches(
