@@ -67,6 +67,9 @@ class TrainCheckpointer:
   """Saves and restores the train state of one workdir."""
 
   def __init__(self, workdir: str, *, keep: int):
+    # Orbax wants absolute paths; gs:// and other URLs already are.
+    if '://' not in workdir:
+      workdir = os.path.abspath(workdir)
     self.directory = epath.Path(workdir) / 'checkpoints'
     self._manager = ocp.CheckpointManager(
       self.directory,

@@ -68,6 +68,13 @@ def test_end_to_end_writes_checkpoint_metrics_and_results(data_dir, tmp_path):
   assert int(state['step']) == 1
 
 
+def test_relative_workdir(data_dir, tmp_path, monkeypatch):
+  monkeypatch.chdir(tmp_path)
+  train.train_and_evaluate(tiny_config(data_dir, num_train_steps=1), 'run')
+  assert (tmp_path / 'run' / 'checkpoints' / '1').is_dir()
+  assert (tmp_path / 'run' / 'results.json').exists()
+
+
 def _random_batch(batch_size, resolution=32, num_classes=10, seed=0):
   rng = np.random.default_rng(seed)
   return {
