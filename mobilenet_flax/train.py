@@ -589,7 +589,10 @@ def train_and_evaluate(
       jax_utils.unreplicate(state_repl),
       {
         'model': run.fields,
-        'train_examples_seen': step * derived.global_batch_size,
+        # Cumulative, so the data position survives a change of batch size
+        # between restarts.
+        'train_examples_seen': examples_seen
+        + (step - start_step) * derived.global_batch_size,
         'config': config.to_json_best_effort(),
       },
     )
@@ -659,14 +662,17 @@ def train_and_evaluate(
         writer.write_scalars(
           step, {f'train_{k}': v for k, v in summary.items()}
         )
+        steps_per_second = len(pending) / max(time.time() - last_log, 1e-9)
         logging.info(
-          'step %d/%d: loss %.4f, accuracy %.4f, lr %.4g, %.1f images/s',
+          'step %d/%d: loss %.4f, accuracy %.4f, lr %.4g, %.1f images/s, '
+          'ETA %s',
           step,
           derived.num_train_steps,
           summary['loss'],
           summary['accuracy'],
           summary['learning_rate'],
           summary['images_per_second'],
+          _duration((derived.num_train_steps - step) / steps_per_second),
         )
         pending, last_log = [], time.time()
       if step % derived.eval_every_steps == 0:
@@ -690,6 +696,12 @@ def train_and_evaluate(
   if is_chief:
     (run.workdir / 'results.json').write_text(json.dumps(results, indent=2))
   return results
+
+
+def _duration(seconds: float) -> str:
+  minutes, seconds = divmod(int(seconds), 60)
+  hours, minutes = divmod(minutes, 60)
+  return f'{hours}h{minutes:02d}m' if hours else f'{minutes}m{seconds:02d}s'
 
 
 def _summarise(pending: list[dict], seconds: float) -> dict[str, float]:

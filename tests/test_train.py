@@ -321,3 +321,25 @@ def test_learning_rate_schedule_scales_warms_up_and_decays():
   np.testing.assert_allclose(float(lr(10)), 0.2, rtol=1e-6)
   np.testing.assert_allclose(float(lr(29)), 0.2, rtol=1e-6)
   np.testing.assert_allclose(float(lr(30)), 0.1, rtol=1e-6)
+
+
+def test_eval_mode_scores_a_workdir_and_exported_weights(data_dir, tmp_path):
+  workdir = str(tmp_path / 'run')
+  train.train_and_evaluate(tiny_config(data_dir, num_train_steps=1), workdir)
+  config = tiny_config(data_dir)
+  config.init_from = workdir
+  from_workdir = train.evaluate(config, str(tmp_path / 'eval1'))
+  assert from_workdir['eval']['examples'] == 360
+  # Export the same (EMA) weights the way keras_import does, then score them.
+  variables, fields = checkpoints.load_pretrained(workdir)
+  exported = checkpoints.save_pretrained(
+    str(tmp_path / 'exported'), variables, fields
+  )
+  config.init_from = str(exported)
+  from_export = train.evaluate(config, str(tmp_path / 'eval2'))
+  assert from_export['eval'] == from_workdir['eval']
+  on_disk = json.loads((tmp_path / 'eval2' / 'eval_results.json').read_text())
+  assert on_disk['eval'] == from_export['eval']
+  config.alpha = 0.25
+  with pytest.raises(checkpoints.CheckpointMismatchError, match='alpha'):
+    train.evaluate(config, str(tmp_path / 'eval3'))
