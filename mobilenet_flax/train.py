@@ -644,53 +644,60 @@ def train_and_evaluate(
   pending = []
   last_log = time.time()
   step = start_step
-  with _PreemptionWatcher() as preemption:
-    while step < derived.num_train_steps:
-      with jax.profiler.StepTraceAnnotation('train', step_num=step):
-        batch = next(train_iter)
-        state_repl, metrics = p_train_step(state_repl, batch)
-      step += 1
-      pending.append(metrics)
-      for hook in hooks:
-        hook(step)
-      if step % config.log_every_steps == 0 or step == derived.num_train_steps:
-        _check_finite(state_repl)
-        summary = _summarise(pending, time.time() - last_log)
-        summary['images_per_second_per_device'] = (
-          summary['images_per_second'] / jax.device_count()
-        )
-        writer.write_scalars(
-          step, {f'train_{k}': v for k, v in summary.items()}
-        )
-        steps_per_second = len(pending) / max(time.time() - last_log, 1e-9)
-        logging.info(
-          'step %d/%d: loss %.4f, accuracy %.4f, lr %.4g, %.1f images/s, '
-          'ETA %s',
-          step,
-          derived.num_train_steps,
-          summary['loss'],
-          summary['accuracy'],
-          summary['learning_rate'],
-          summary['images_per_second'],
-          _duration((derived.num_train_steps - step) / steps_per_second),
-        )
-        pending, last_log = [], time.time()
-      if step % derived.eval_every_steps == 0:
-        eval_results, last_eval_step = run_eval(step, state_repl), step
-      if step % config.checkpoint_every_steps == 0:
-        save(step, state_repl)
-      if preemption.should_stop(step, ckpt.reached_preemption):
-        save(step, state_repl)
-        status = 'preempted'
-        break
+  # Whatever ends the loop (done, preempted, NaN, a crash), a save in
+  # flight is finished before control leaves: an exception must not
+  # lose the last good checkpoint.
+  try:
+    with _PreemptionWatcher() as preemption:
+      while step < derived.num_train_steps:
+        with jax.profiler.StepTraceAnnotation('train', step_num=step):
+          batch = next(train_iter)
+          state_repl, metrics = p_train_step(state_repl, batch)
+        step += 1
+        pending.append(metrics)
+        for hook in hooks:
+          hook(step)
+        if (
+          step % config.log_every_steps == 0 or step == derived.num_train_steps
+        ):
+          _check_finite(state_repl)
+          summary = _summarise(pending, time.time() - last_log)
+          summary['images_per_second_per_device'] = (
+            summary['images_per_second'] / jax.device_count()
+          )
+          writer.write_scalars(
+            step, {f'train_{k}': v for k, v in summary.items()}
+          )
+          steps_per_second = len(pending) / max(time.time() - last_log, 1e-9)
+          logging.info(
+            'step %d/%d: loss %.4f, accuracy %.4f, lr %.4g, %.1f images/s, '
+            'ETA %s',
+            step,
+            derived.num_train_steps,
+            summary['loss'],
+            summary['accuracy'],
+            summary['learning_rate'],
+            summary['images_per_second'],
+            _duration((derived.num_train_steps - step) / steps_per_second),
+          )
+          pending, last_log = [], time.time()
+        if step % derived.eval_every_steps == 0:
+          eval_results, last_eval_step = run_eval(step, state_repl), step
+        if step % config.checkpoint_every_steps == 0:
+          save(step, state_repl)
+        if preemption.should_stop(step, ckpt.reached_preemption):
+          save(step, state_repl)
+          status = 'preempted'
+          break
 
-    if status == 'completed':
-      if last_eval_step != step:
-        eval_results = run_eval(step, state_repl)
-      save(step, state_repl)
-  ckpt.wait()
-  ckpt.close()
-  writer.flush()
+      if status == 'completed':
+        if last_eval_step != step:
+          eval_results = run_eval(step, state_repl)
+        save(step, state_repl)
+  finally:
+    ckpt.wait()
+    ckpt.close()
+    writer.flush()
 
   results = _results(run, step, status, eval_results, time.time() - start_time)
   if is_chief:
