@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 # Extra pytest arguments, e.g. `make test PYTEST_ARGS="-k train"`.
 PYTEST_ARGS ?=
 
-.PHONY: setup test lint format quickstart clean
+.PHONY: setup test lint format quickstart peer compare clean
 
 $(STAMP): requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -32,5 +32,20 @@ quickstart: $(STAMP)
 	$(BIN)/python main.py --config=configs/quickstart.py \
 	  --workdir=runs/quickstart
 
+# The PyTorch peer for side-by-side CPU timings (benchmarks/compare_with_peer.py).
+PEER_VENV ?= .venv-peer
+PEER_SCRIPT ?= ../shared/peers/torch_mobilenet_v1.py
+
+$(PEER_VENV)/.installed:
+	$(PYTHON) -m venv $(PEER_VENV)
+	$(PEER_VENV)/bin/pip install --quiet torch==2.13.0 numpy
+	touch $@
+
+peer: $(PEER_VENV)/.installed
+
+compare: $(STAMP) peer
+	$(BIN)/python benchmarks/compare_with_peer.py \
+	  --peer_python=$(PEER_VENV)/bin/python --peer_script=$(PEER_SCRIPT)
+
 clean:
-	rm -rf $(VENV) runs .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(PEER_VENV) runs .pytest_cache .ruff_cache
