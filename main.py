@@ -11,6 +11,7 @@ Any config field can be overridden on the command line, e.g.
 `--workdir`.
 """
 
+import logging as std_logging
 import sys
 
 import jax
@@ -58,19 +59,25 @@ flags.DEFINE_integer('process_id', None, 'With --coordinator_address.')
 flags.mark_flags_as_required(['config', 'workdir'])
 
 
-class _QuietLibraries(logging.logging.Filter):
-  """Keeps orbax's per-save INFO chatter out of the training log."""
+class _QuietLibraries(std_logging.Filter):
+  """Keeps the INFO chatter of orbax (every save), tfds (every dataset
+  built) and JAX's backend probing out of the training log."""
+
+  _CHATTY = ('/orbax/', '/tensorflow_datasets/', '/jax/_src/xla_bridge')
 
   def filter(self, record):
-    return record.levelno >= logging.WARNING or '/orbax/' not in (
-      record.pathname or ''
-    )
+    # Python levels: absl.logging.WARNING is absl's own (-1) scale.
+    if record.levelno >= std_logging.WARNING:
+      return True
+    return not any(part in (record.pathname or '') for part in self._CHATTY)
 
 
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
-  logging.get_absl_logger().addFilter(_QuietLibraries())
+  # On the handler, not the logger: the libraries log through their own
+  # Python loggers, whose records reach absl's handler by propagation.
+  logging.get_absl_handler().python_handler.addFilter(_QuietLibraries())
   # Before anything touches a device.
   distributed.initialize(
     FLAGS.multihost,
