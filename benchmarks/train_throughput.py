@@ -21,11 +21,16 @@ from absl import app, flags
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import jax  # noqa: E402
-import numpy as np  # noqa: E402
 from flax import jax_utils  # noqa: E402
 
 from configs import default  # noqa: E402
-from mobilenet_flax import config_lib, layers, optim, train  # noqa: E402
+from mobilenet_flax import (  # noqa: E402
+  config_lib,
+  layers,
+  optim,
+  synthetic,
+  train,
+)
 
 FLAGS = flags.FLAGS
 flags.DEFINE_float('alpha', 1.0, 'Width multiplier.')
@@ -57,18 +62,6 @@ def build(config, num_classes):
   return p_step, jax_utils.replicate(state)
 
 
-def random_batch(batch, resolution, num_classes):
-  rng = np.random.default_rng(0)
-  return {
-    'image': rng.uniform(-1, 1, (batch, resolution, resolution, 3)).astype(
-      np.float32
-    ),
-    'label': rng.integers(0, num_classes, batch).astype(np.int32),
-    'mask': np.ones(batch, np.float32),
-    'corrupt': np.zeros(batch, np.float32),
-  }
-
-
 def main(argv):
   del argv
   config = default.get_config(f'alpha={FLAGS.alpha},res={FLAGS.resolution}')
@@ -80,7 +73,7 @@ def main(argv):
   # Device-resident, so the figure is the step alone.
   batch = next(
     train.device_batches(
-      [random_batch(FLAGS.batch, FLAGS.resolution, FLAGS.num_classes)]
+      [synthetic.random_batch(FLAGS.batch, FLAGS.resolution, FLAGS.num_classes)]
     )
   )
   start = time.perf_counter()

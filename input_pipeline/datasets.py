@@ -1,29 +1,17 @@
 """Finding, preparing and describing the tfds dataset named by a config."""
 
-import dataclasses
 import os
 
 import tensorflow_datasets as tfds
 
 from input_pipeline import digits
+from mobilenet_flax.dataset_info import DatasetInfo
 
 IMAGENET = 'imagenet2012'
 
 
 class DatasetError(ValueError):
   """The configured dataset cannot be found, prepared or read."""
-
-
-@dataclasses.dataclass(frozen=True)
-class DatasetInfo:
-  """What the training loop needs to know about a dataset."""
-
-  name: str
-  num_classes: int
-  train_split: str
-  eval_split: str
-  num_train_examples: int
-  num_eval_examples: int
 
 
 def _data_dir_for_messages(config):

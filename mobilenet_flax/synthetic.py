@@ -6,7 +6,6 @@ mirrors the input pipeline's interface and batch format (image, label, mask,
 corrupt). What it measures is the model and the train step alone.
 """
 
-import dataclasses
 import itertools
 import math
 from collections.abc import Iterator
@@ -14,21 +13,13 @@ from collections.abc import Iterator
 import ml_collections
 import numpy as np
 
+from mobilenet_flax.dataset_info import DatasetInfo
+
 NAME = 'synthetic'
 NUM_CLASSES = 1000
 # ImageNet's split sizes, so epochs and schedules mean what they do there.
 NUM_TRAIN_EXAMPLES = 1_281_167
 NUM_EVAL_EXAMPLES = 50_000
-
-
-@dataclasses.dataclass(frozen=True)
-class DatasetInfo:
-  name: str
-  num_classes: int
-  train_split: str
-  eval_split: str
-  num_train_examples: int
-  num_eval_examples: int
 
 
 def get_dataset_info(config: ml_collections.ConfigDict) -> DatasetInfo:
@@ -43,13 +34,20 @@ def get_dataset_info(config: ml_collections.ConfigDict) -> DatasetInfo:
   )
 
 
-def _batch(resolution: int, batch_size: int, seed: int) -> dict:
+def random_batch(
+  batch_size: int,
+  resolution: int,
+  num_classes: int = NUM_CLASSES,
+  seed: int = 0,
+) -> dict:
+  """One batch in the input pipeline's format: images uniform in [-1, 1],
+  random labels, every example real (mask 1) and intact (corrupt 0)."""
   rng = np.random.default_rng(seed)
   return {
     'image': rng.uniform(-1, 1, (batch_size, resolution, resolution, 3)).astype(
       np.float32
     ),
-    'label': rng.integers(0, NUM_CLASSES, batch_size).astype(np.int32),
+    'label': rng.integers(0, num_classes, batch_size).astype(np.int32),
     'mask': np.ones(batch_size, np.float32),
     'corrupt': np.zeros(batch_size, np.float32),
   }
@@ -67,7 +65,7 @@ def create_train_dataset(
   """The same random batch forever (generating more would time numpy)."""
   del start_example, process_count
   return itertools.repeat(
-    _batch(config.resolution, batch_size, seed + process_index)
+    random_batch(batch_size, config.resolution, seed=seed + process_index)
   )
 
 
@@ -82,5 +80,5 @@ def create_eval_dataset(
   num_batches = math.ceil(
     math.ceil(NUM_EVAL_EXAMPLES / process_count) / batch_size
   )
-  batch = _batch(config.resolution, batch_size, 1 + process_index)
+  batch = random_batch(batch_size, config.resolution, seed=1 + process_index)
   return [batch] * num_batches, num_batches

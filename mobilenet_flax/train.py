@@ -661,14 +661,14 @@ def train_and_evaluate(
           step % config.log_every_steps == 0 or step == derived.num_train_steps
         ):
           _check_finite(state_repl)
-          summary = _summarise(pending, time.time() - last_log)
+          seconds = time.time() - last_log
+          summary = _summarise(pending, seconds)
           summary['images_per_second_per_device'] = (
             summary['images_per_second'] / jax.device_count()
           )
           writer.write_scalars(
             step, {f'train_{k}': v for k, v in summary.items()}
           )
-          steps_per_second = len(pending) / max(time.time() - last_log, 1e-9)
           logging.info(
             'step %d/%d: loss %.4f, accuracy %.4f, lr %.4g, %.1f images/s, '
             'ETA %s',
@@ -678,7 +678,9 @@ def train_and_evaluate(
             summary['accuracy'],
             summary['learning_rate'],
             summary['images_per_second'],
-            _duration((derived.num_train_steps - step) / steps_per_second),
+            _duration(
+              (derived.num_train_steps - step) * seconds / len(pending)
+            ),
           )
           pending, last_log = [], time.time()
         if step % derived.eval_every_steps == 0:

@@ -13,7 +13,7 @@ import pytest
 from flax import jax_utils
 
 from configs import quickstart
-from mobilenet_flax import checkpoints, config_lib, optim, train
+from mobilenet_flax import checkpoints, config_lib, optim, synthetic, train
 
 
 @pytest.fixture(scope='module')
@@ -75,18 +75,6 @@ def test_relative_workdir(data_dir, tmp_path, monkeypatch):
   assert (tmp_path / 'run' / 'results.json').exists()
 
 
-def _random_batch(batch_size, resolution=32, num_classes=10, seed=0):
-  rng = np.random.default_rng(seed)
-  return {
-    'image': rng.uniform(-1, 1, (batch_size, resolution, resolution, 3)).astype(
-      np.float32
-    ),
-    'label': rng.integers(0, num_classes, batch_size).astype(np.int32),
-    'mask': np.ones(batch_size, np.float32),
-    'corrupt': np.zeros(batch_size, np.float32),
-  }
-
-
 def _pmapped_step(config, model, tx, lr_fn, params, devices):
   step = functools.partial(
     train.train_step,
@@ -121,7 +109,7 @@ def test_four_devices_match_one_device_on_the_same_global_batch():
       ema_params=to64(state.ema_params),
       opt_state=tx.init(params),
     )
-    batch = _random_batch(16)
+    batch = synthetic.random_batch(16, 32, num_classes=10)
     batch['image'] = batch['image'].astype(np.float64)
     outs = {}
     for n in (1, 4):
