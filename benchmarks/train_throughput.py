@@ -21,16 +21,9 @@ from absl import app, flags
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import jax  # noqa: E402
-from flax import jax_utils  # noqa: E402
 
 from configs import default  # noqa: E402
-from mobilenet_flax import (  # noqa: E402
-  config_lib,
-  layers,
-  optim,
-  synthetic,
-  train,
-)
+from mobilenet_flax import config_lib, layers, synthetic, train  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_float('alpha', 1.0, 'Width multiplier.')
@@ -46,22 +39,6 @@ flags.DEFINE_enum('dtype', 'float32', list(config_lib.DTYPES), 'Compute dtype.')
 flags.DEFINE_integer('num_classes', 1000, 'Classifier size.')
 
 
-def build(config, num_classes):
-  """The train step and a replicated state, as `train_and_evaluate` builds
-  them."""
-  derived = config_lib.derive(
-    config,
-    num_train_examples=1_281_167,
-    device_count=jax.device_count(),
-  )
-  model = train.create_model(config, num_classes)
-  lr_fn = optim.create_learning_rate_fn(config, derived)
-  tx = optim.create_optimizer(config, lr_fn)
-  state = train.create_train_state(config, model, tx, jax.random.PRNGKey(0))
-  p_step = train.make_train_step(config, model, tx, lr_fn, state.params)
-  return p_step, jax_utils.replicate(state)
-
-
 def main(argv):
   del argv
   config = default.get_config(f'alpha={FLAGS.alpha},res={FLAGS.resolution}')
@@ -69,7 +46,9 @@ def main(argv):
   config.depthwise_impl = FLAGS.depthwise_impl
   config.dtype = FLAGS.dtype
   config_lib.validate(config)
-  p_step, state = build(config, FLAGS.num_classes)
+  p_step, state = train.build_train_step(
+    config, FLAGS.num_classes, synthetic.NUM_TRAIN_EXAMPLES
+  )
   # Device-resident, so the figure is the step alone.
   batch = next(
     train.device_batches(

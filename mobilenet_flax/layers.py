@@ -25,7 +25,14 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-DEPTHWISE_IMPLS = ('auto', 'grouped_conv', 'shifted')
+DEPTHWISE_IMPLS = (
+  'auto',
+  'grouped_conv',
+  'shifted',
+  'hybrid',
+  'shifted_forward',
+  'shifted_forward_conv1x1',
+)
 
 Initializer = Callable[..., jax.Array]
 
@@ -143,10 +150,12 @@ def _depthwise_kernel_grad(xp, g, kernel_shape, stride, acc_dtype):
   """
   kh, kw = kernel_shape[:2]
   n, rows, cols, channels = g.shape
-  per_image = xp.size // n * xp.dtype.itemsize
-  chunk = max(1, min(n, _KERNEL_GRAD_CHUNK_BYTES // per_image))
-  while n % chunk:
-    chunk -= 1
+  chunk = n
+  if jax.default_backend() == 'cpu':
+    per_image = xp.size // n * xp.dtype.itemsize
+    chunk = max(1, min(n, _KERNEL_GRAD_CHUNK_BYTES // per_image))
+    while n % chunk:
+      chunk -= 1
 
   def taps(xp, g):
     return jnp.stack(
@@ -230,14 +239,76 @@ def matmul_pointwise(x: jax.Array, kernel: jax.Array) -> jax.Array:
   return y.reshape(*x.shape[:-1], kernel.shape[-1])
 
 
-class ShiftedDepthwiseConv(nn.Module):
-  """Depthwise conv as a sum of shifted, strided slices times the kernel taps.
+def grouped_depthwise(x: jax.Array, kernel: jax.Array, stride: int):
+  """The depthwise conv as XLA's grouped convolution; `kernel` is (kh, kw, C).
+
+  What `nn.Conv(feature_group_count=C)` computes, forward and backward.
+  """
+  return lax.conv_general_dilated(
+    x,
+    kernel[:, :, None, :],
+    (stride, stride),
+    'SAME',
+    dimension_numbers=('NHWC', 'HWIO', 'NHWC'),
+    feature_group_count=x.shape[-1],
+  )
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
+def hybrid_depthwise(x: jax.Array, kernel: jax.Array, stride: int):
+  """The grouped convolution forward and for the input gradient, the
+  kernel gradient as per-tap reductions."""
+  return grouped_depthwise(x, kernel, stride)
+
+
+def _hybrid_depthwise_fwd(x, kernel, stride):
+  return grouped_depthwise(x, kernel, stride), (x, kernel)
+
+
+def _hybrid_depthwise_bwd(stride, residuals, g):
+  x, kernel = residuals
+  (dx,) = jax.linear_transpose(
+    lambda x: grouped_depthwise(x, kernel, stride), x
+  )(g)
+  pad_h, pad_w = _pads(x.shape[1:3], kernel.shape, stride)
+  xp = jnp.pad(x, ((0, 0), pad_h, pad_w, (0, 0)))
+  acc_dtype = jnp.promote_types(kernel.dtype, jnp.float32)
+  dk = _depthwise_kernel_grad(xp, g, kernel.shape, stride, acc_dtype)
+  return dx, dk.astype(kernel.dtype)
+
+
+hybrid_depthwise.defvjp(_hybrid_depthwise_fwd, _hybrid_depthwise_bwd)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
+def shifted_forward_depthwise(x: jax.Array, kernel: jax.Array, stride: int):
+  """The forward as shifted multiply-adds, the gradients as XLA's grouped
+  convolution's."""
+  return _shifted_depthwise_fwd(x, kernel, stride, x.shape[1:3])[0]
+
+
+def _shifted_forward_fwd(x, kernel, stride):
+  return shifted_forward_depthwise(x, kernel, stride), (x, kernel)
+
+
+def _shifted_forward_bwd(stride, residuals, g):
+  x, kernel = residuals
+  _, vjp = jax.vjp(lambda x, k: grouped_depthwise(x, k, stride), x, kernel)
+  return vjp(g)
+
+
+shifted_forward_depthwise.defvjp(_shifted_forward_fwd, _shifted_forward_bwd)
+
+
+class DepthwiseConv(nn.Module):
+  """A bias-free depthwise conv computed by `op(x, kernel, stride)`.
 
   Declares the same `kernel` (kh, kw, 1, C) as
   `nn.Conv(C, (kh, kw), feature_group_count=C, use_bias=False)`.
   """
 
   features: int
+  op: Callable[[jax.Array, jax.Array, int], jax.Array]
   kernel_size: Sequence[int] = (3, 3)
   strides: int = 1
   dtype: Any = jnp.float32
@@ -255,7 +326,7 @@ class ShiftedDepthwiseConv(nn.Module):
       'kernel', self.kernel_init, (kh, kw, 1, self.features), self.param_dtype
     )
     x, kernel = nn.dtypes.promote_dtype(x, kernel, dtype=self.dtype)
-    return shifted_depthwise(x, kernel[:, :, 0], self.strides)
+    return self.op(x, kernel[:, :, 0], self.strides)
 
 
 class MatmulPointwiseConv(nn.Module):
@@ -282,12 +353,23 @@ class MatmulPointwiseConv(nn.Module):
     return matmul_pointwise(x, kernel[0, 0])
 
 
+_DEPTHWISE_OPS = {
+  'shifted': shifted_depthwise,
+  'hybrid': hybrid_depthwise,
+  'shifted_forward': shifted_forward_depthwise,
+  'shifted_forward_conv1x1': shifted_forward_depthwise,
+}
+
+
 def depthwise_conv(
   impl: str, features: int, strides: int, **kwargs: Any
 ) -> nn.Module:
   """A bias-free 3x3 depthwise conv with TF "SAME" padding."""
-  if resolve_impl(impl) == 'shifted':
-    return ShiftedDepthwiseConv(features, strides=strides, **kwargs)
+  impl = resolve_impl(impl)
+  if impl in _DEPTHWISE_OPS:
+    return DepthwiseConv(
+      features, _DEPTHWISE_OPS[impl], strides=strides, **kwargs
+    )
   return nn.Conv(
     features,
     (3, 3),
@@ -301,6 +383,6 @@ def depthwise_conv(
 
 def pointwise_conv(impl: str, features: int, **kwargs: Any) -> nn.Module:
   """A bias-free 1x1 conv."""
-  if resolve_impl(impl) == 'shifted':
+  if resolve_impl(impl) in ('shifted', 'hybrid', 'shifted_forward'):
     return MatmulPointwiseConv(features, **kwargs)
   return nn.Conv(features, (1, 1), padding='SAME', use_bias=False, **kwargs)

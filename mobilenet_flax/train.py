@@ -261,6 +261,12 @@ class CompiledOnFirstCall:
     self._name = name
     self._compiled = None
 
+  @property
+  def compiled(self) -> Any:
+    """The executable (None before the first call), e.g. for its
+    `cost_analysis()`."""
+    return self._compiled
+
   def __call__(self, *args):
     if self._compiled is None:
       start = time.time()
@@ -301,6 +307,30 @@ def make_train_step(
   return CompiledOnFirstCall(
     jax.pmap(step, axis_name=AXIS, donate_argnums=(0,)), 'train step'
   )
+
+
+def build_train_step(
+  config: ml_collections.ConfigDict,
+  num_classes: int,
+  num_train_examples: int,
+  seed: int = 0,
+) -> tuple[Callable, TrainState]:
+  """The pmapped train step and a fresh replicated state, built as
+  `train_and_evaluate` builds them; for benchmarks, which time the step on
+  device-resident batches."""
+  derived = config_lib.derive(
+    config,
+    num_train_examples=num_train_examples,
+    device_count=jax.device_count(),
+  )
+  model = create_model(config, num_classes)
+  learning_rate_fn = optim.create_learning_rate_fn(config, derived)
+  tx = optim.create_optimizer(config, learning_rate_fn)
+  state = create_train_state(config, model, tx, jax.random.PRNGKey(seed))
+  p_train_step = make_train_step(
+    config, model, tx, learning_rate_fn, state.params
+  )
+  return p_train_step, jax_utils.replicate(state)
 
 
 def make_eval_step(model: models.MobileNetV1) -> Callable:
