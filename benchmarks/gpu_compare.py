@@ -68,7 +68,7 @@ flags.DEFINE_list(
 )
 flags.DEFINE_integer('infer_batch', 256, 'Batch of the throughput run.')
 flags.DEFINE_list(
-  'impls', ['grouped_conv', 'shifted', 'hybrid'], 'Our conv implementations.'
+  'impls', ['grouped_conv', 'shifted'], 'Our conv implementations.'
 )
 flags.DEFINE_list('dtypes', ['bfloat16', 'float32'], 'Our compute dtypes.')
 flags.DEFINE_list(
@@ -309,8 +309,6 @@ def micro_cases(batch: int, dtype: str) -> list[Callable[[], Case]]:
   ops = {
     'depthwise/grouped_conv': layers.grouped_depthwise,
     'depthwise/shifted': layers.shifted_depthwise,
-    'depthwise/hybrid': layers.hybrid_depthwise,
-    'depthwise/shifted_forward': layers.shifted_forward_depthwise,
   }
   ops = {k: v for k, v in ops.items() if k.split('/')[1] in FLAGS.impls}
   builders = []

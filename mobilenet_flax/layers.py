@@ -6,7 +6,8 @@ the shape `nn.Conv` would create, no bias), so checkpoints move freely between
 them and the model code never needs to know which one runs.
 
 * `grouped_conv`: `nn.Conv(feature_group_count=C)` and a 1x1 `nn.Conv`. The
-  reference path, and the fast one on TPU and GPU.
+  reference path, and the fast one on GPU (measured on an H100, where it
+  also beat mixing the two: `benchmarks/gpu_compare.py`, README) and TPU.
 * `shifted`: the depthwise conv as a sum of shifted multiply-adds, with a
   hand-written backward pass of the same form, and the 1x1 as a 2-D matrix
   product. XLA:CPU runs grouped convolutions (forward and backward) and the
@@ -25,14 +26,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-DEPTHWISE_IMPLS = (
-  'auto',
-  'grouped_conv',
-  'shifted',
-  'hybrid',
-  'shifted_forward',
-  'shifted_forward_conv1x1',
-)
+DEPTHWISE_IMPLS = ('auto', 'grouped_conv', 'shifted')
 
 Initializer = Callable[..., jax.Array]
 
@@ -151,6 +145,8 @@ def _depthwise_kernel_grad(xp, g, kernel_shape, stride, acc_dtype):
   kh, kw = kernel_shape[:2]
   n, rows, cols, channels = g.shape
   chunk = n
+  # GPUs keep the whole batch in one fusion: a loop over chunks would run
+  # its steps one after the other.
   if jax.default_backend() == 'cpu':
     per_image = xp.size // n * xp.dtype.itemsize
     chunk = max(1, min(n, _KERNEL_GRAD_CHUNK_BYTES // per_image))
@@ -254,61 +250,14 @@ def grouped_depthwise(x: jax.Array, kernel: jax.Array, stride: int):
   )
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
-def hybrid_depthwise(x: jax.Array, kernel: jax.Array, stride: int):
-  """The grouped convolution forward and for the input gradient, the
-  kernel gradient as per-tap reductions."""
-  return grouped_depthwise(x, kernel, stride)
-
-
-def _hybrid_depthwise_fwd(x, kernel, stride):
-  return grouped_depthwise(x, kernel, stride), (x, kernel)
-
-
-def _hybrid_depthwise_bwd(stride, residuals, g):
-  x, kernel = residuals
-  (dx,) = jax.linear_transpose(
-    lambda x: grouped_depthwise(x, kernel, stride), x
-  )(g)
-  pad_h, pad_w = _pads(x.shape[1:3], kernel.shape, stride)
-  xp = jnp.pad(x, ((0, 0), pad_h, pad_w, (0, 0)))
-  acc_dtype = jnp.promote_types(kernel.dtype, jnp.float32)
-  dk = _depthwise_kernel_grad(xp, g, kernel.shape, stride, acc_dtype)
-  return dx, dk.astype(kernel.dtype)
-
-
-hybrid_depthwise.defvjp(_hybrid_depthwise_fwd, _hybrid_depthwise_bwd)
-
-
-@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
-def shifted_forward_depthwise(x: jax.Array, kernel: jax.Array, stride: int):
-  """The forward as shifted multiply-adds, the gradients as XLA's grouped
-  convolution's."""
-  return _shifted_depthwise_fwd(x, kernel, stride, x.shape[1:3])[0]
-
-
-def _shifted_forward_fwd(x, kernel, stride):
-  return shifted_forward_depthwise(x, kernel, stride), (x, kernel)
-
-
-def _shifted_forward_bwd(stride, residuals, g):
-  x, kernel = residuals
-  _, vjp = jax.vjp(lambda x, k: grouped_depthwise(x, k, stride), x, kernel)
-  return vjp(g)
-
-
-shifted_forward_depthwise.defvjp(_shifted_forward_fwd, _shifted_forward_bwd)
-
-
-class DepthwiseConv(nn.Module):
-  """A bias-free depthwise conv computed by `op(x, kernel, stride)`.
+class ShiftedDepthwiseConv(nn.Module):
+  """Depthwise conv as a sum of shifted, strided slices times the kernel taps.
 
   Declares the same `kernel` (kh, kw, 1, C) as
   `nn.Conv(C, (kh, kw), feature_group_count=C, use_bias=False)`.
   """
 
   features: int
-  op: Callable[[jax.Array, jax.Array, int], jax.Array]
   kernel_size: Sequence[int] = (3, 3)
   strides: int = 1
   dtype: Any = jnp.float32
@@ -326,7 +275,7 @@ class DepthwiseConv(nn.Module):
       'kernel', self.kernel_init, (kh, kw, 1, self.features), self.param_dtype
     )
     x, kernel = nn.dtypes.promote_dtype(x, kernel, dtype=self.dtype)
-    return self.op(x, kernel[:, :, 0], self.strides)
+    return shifted_depthwise(x, kernel[:, :, 0], self.strides)
 
 
 class MatmulPointwiseConv(nn.Module):
@@ -353,23 +302,12 @@ class MatmulPointwiseConv(nn.Module):
     return matmul_pointwise(x, kernel[0, 0])
 
 
-_DEPTHWISE_OPS = {
-  'shifted': shifted_depthwise,
-  'hybrid': hybrid_depthwise,
-  'shifted_forward': shifted_forward_depthwise,
-  'shifted_forward_conv1x1': shifted_forward_depthwise,
-}
-
-
 def depthwise_conv(
   impl: str, features: int, strides: int, **kwargs: Any
 ) -> nn.Module:
   """A bias-free 3x3 depthwise conv with TF "SAME" padding."""
-  impl = resolve_impl(impl)
-  if impl in _DEPTHWISE_OPS:
-    return DepthwiseConv(
-      features, _DEPTHWISE_OPS[impl], strides=strides, **kwargs
-    )
+  if resolve_impl(impl) == 'shifted':
+    return ShiftedDepthwiseConv(features, strides=strides, **kwargs)
   return nn.Conv(
     features,
     (3, 3),
@@ -383,6 +321,6 @@ def depthwise_conv(
 
 def pointwise_conv(impl: str, features: int, **kwargs: Any) -> nn.Module:
   """A bias-free 1x1 conv."""
-  if resolve_impl(impl) in ('shifted', 'hybrid', 'shifted_forward'):
+  if resolve_impl(impl) == 'shifted':
     return MatmulPointwiseConv(features, **kwargs)
   return nn.Conv(features, (1, 1), padding='SAME', use_bias=False, **kwargs)

@@ -90,7 +90,7 @@ def test_depthwise_matches_grouped_conv(shape, stride):
   grouped = layers.depthwise_conv('grouped_conv', channels, stride)
   shifted = layers.depthwise_conv('shifted', channels, stride)
   assert isinstance(grouped, nn.Conv)
-  assert isinstance(shifted, layers.DepthwiseConv)
+  assert isinstance(shifted, layers.ShiftedDepthwiseConv)
   variables = grouped.init(jax.random.key(1), x)
   # Same variables tree, so each module runs the other's parameters.
   assert jax.tree.map(jnp.shape, variables) == jax.tree.map(
@@ -126,9 +126,7 @@ def test_depthwise_other_kernels_and_strides(kernel_size, stride):
     feature_group_count=3,
     use_bias=False,
   )
-  shifted = layers.DepthwiseConv(
-    3, layers.shifted_depthwise, kernel_size, strides=stride
-  )
+  shifted = layers.ShiftedDepthwiseConv(3, kernel_size, strides=stride)
   variables = grouped.init(jax.random.key(4), x)
   y = grouped.apply(variables, x)
   cotangent = _normal(5, y.shape)
@@ -144,7 +142,7 @@ def test_depthwise_kernel_grad_in_chunks(monkeypatch, stride):
   exercises that loop on a small input, including a batch the budget does
   not divide."""
   x = _normal(6, (6, 7, 6, 4))
-  module = layers.DepthwiseConv(4, layers.shifted_depthwise, strides=stride)
+  module = layers.ShiftedDepthwiseConv(4, strides=stride)
   variables = module.init(jax.random.key(7), x)
   y = module.apply(variables, x)
   cotangent = _normal(8, y.shape)
@@ -157,7 +155,7 @@ def test_depthwise_kernel_grad_in_chunks(monkeypatch, stride):
 
 def test_depthwise_under_jit_and_second_order_shapes():
   x = _normal(9, (2, 6, 6, 3))
-  module = layers.DepthwiseConv(3, layers.shifted_depthwise, strides=2)
+  module = layers.ShiftedDepthwiseConv(3, strides=2)
   variables = module.init(jax.random.key(10), x)
 
   def loss(params, x):
@@ -169,16 +167,14 @@ def test_depthwise_under_jit_and_second_order_shapes():
 
 
 def test_depthwise_rejects_wrong_channel_count():
-  module = layers.DepthwiseConv(4, layers.shifted_depthwise)
+  module = layers.ShiftedDepthwiseConv(4)
   with pytest.raises(ValueError, match='4 channels'):
     module.init(jax.random.key(0), jnp.zeros((1, 5, 5, 3)))
 
 
 def test_depthwise_bfloat16_keeps_dtypes():
   x = _normal(11, (2, 7, 7, 4))
-  module = layers.DepthwiseConv(
-    4, layers.shifted_depthwise, strides=2, dtype=jnp.bfloat16
-  )
+  module = layers.ShiftedDepthwiseConv(4, strides=2, dtype=jnp.bfloat16)
   variables = module.init(jax.random.key(12), x)
   assert variables['params']['kernel'].dtype == jnp.float32
   y = module.apply(variables, x)
@@ -186,7 +182,7 @@ def test_depthwise_bfloat16_keeps_dtypes():
   _, dx, dk = _outputs_and_grads(module, variables, x, jnp.ones_like(y))
   assert dx.dtype == jnp.float32 and dk.dtype == jnp.float32
   want = _outputs_and_grads(
-    layers.DepthwiseConv(4, layers.shifted_depthwise, strides=2),
+    layers.ShiftedDepthwiseConv(4, strides=2),
     variables,
     x,
     jnp.ones(y.shape, jnp.float32),
