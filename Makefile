@@ -34,7 +34,7 @@ quickstart: $(STAMP)
 
 # The PyTorch peer for side-by-side CPU timings (benchmarks/compare_with_peer.py).
 PEER_VENV ?= .venv-peer
-PEER_SCRIPT ?= ../shared/peers/torch_mobilenet_v1.py
+PEER_SCRIPT ?= benchmarks/torch_mobilenet_v1.py
 
 $(PEER_VENV)/.installed:
 	$(PYTHON) -m venv $(PEER_VENV)

@@ -9,7 +9,7 @@ drift on shared machines; the ratios are what to quote.
   make compare   # builds .venv-peer (CPU PyTorch) and runs this script
   .venv/bin/python benchmarks/compare_with_peer.py \
       --peer_python=.venv-peer/bin/python \
-      --peer_script=../shared/peers/torch_mobilenet_v1.py --rounds=3
+      --peer_script=benchmarks/torch_mobilenet_v1.py --rounds=3
 
 Each of our runs is a fresh process, so its compilation is not timed (both
 scripts warm up first) but the XLA compile cache is not shared either.
@@ -27,7 +27,13 @@ FLAGS = flags.FLAGS
 flags.DEFINE_string(
   'peer_python', '.venv-peer/bin/python', 'Python with torch.'
 )
-flags.DEFINE_string('peer_script', None, 'Path of torch_mobilenet_v1.py.')
+flags.DEFINE_string(
+  'peer_script',
+  os.path.join(
+    os.path.dirname(os.path.abspath(__file__)), 'torch_mobilenet_v1.py'
+  ),
+  'The PyTorch peer script.',
+)
 flags.DEFINE_integer('rounds', 3, 'Interleaved rounds; medians are reported.')
 flags.DEFINE_float('alpha', 1.0, 'Width multiplier.')
 flags.DEFINE_integer('resolution', 224, 'Input height and width.')
@@ -36,7 +42,6 @@ flags.DEFINE_list(
   'impls', ['shifted'], 'Our depthwise implementations to time.'
 )
 flags.DEFINE_list('modes', ['train', 'infer'], 'train and/or infer.')
-flags.mark_flag_as_required('peer_script')
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
