@@ -9,10 +9,12 @@ PYTEST_ARGS ?=
 
 .PHONY: setup test lint format quickstart peer compare clean
 
-$(STAMP): requirements.txt
+$(STAMP): requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -r requirements.txt
+	# The project itself, editable: `import mobilenet_flax` works anywhere.
+	$(BIN)/pip install --quiet --no-deps --no-build-isolation -e .
 	touch $(STAMP)
 
 setup: $(STAMP)

@@ -7,24 +7,25 @@ r"""Trains or evaluates MobileNet v1.
       --mode=eval --config.init_from=PATH_TO_WEIGHTS
 
 Any config field can be overridden on the command line, e.g.
-`--config.batch_size=256`. A run resumes from the latest checkpoint in
-`--workdir`.
+`--config.batch_size=256` or `--config.model.dtype=bfloat16`. A run resumes
+from the latest checkpoint in `--workdir`. Config paths are looked up in
+the current directory, then in the project's root.
+
+Exit status: 0 when training completed (or the evaluation ran), 75 when
+SIGTERM stopped training after a checkpoint (run the same command again to
+resume), 1 with one `error:` line for a problem the message explains.
 """
 
-import logging as std_logging
+# First: it quiets TensorFlow's start-up logging before anything loads it.
+from mobilenet_flax import cli  # noqa: I001
+
 import sys
 
 import jax
-from absl import app, flags, logging
+from absl import flags, logging
 from ml_collections import config_flags
 
-from mobilenet_flax import (
-  checkpoints,
-  config_lib,
-  distributed,
-  synthetic,
-  train,
-)
+from mobilenet_flax import distributed, train
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file(
@@ -59,25 +60,9 @@ flags.DEFINE_integer('process_id', None, 'With --coordinator_address.')
 flags.mark_flags_as_required(['config', 'workdir'])
 
 
-class _QuietLibraries(std_logging.Filter):
-  """Keeps the INFO chatter of orbax (every save), tfds (every dataset
-  built) and JAX's backend probing out of the training log."""
-
-  _CHATTY = ('/orbax/', '/tensorflow_datasets/', '/jax/_src/xla_bridge')
-
-  def filter(self, record):
-    # Python levels: absl.logging.WARNING is absl's own (-1) scale.
-    if record.levelno >= std_logging.WARNING:
-      return True
-    return not any(part in (record.pathname or '') for part in self._CHATTY)
-
-
 def main(argv):
   if len(argv) > 1:
-    raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
-  # On the handler, not the logger: the libraries log through their own
-  # Python loggers, whose records reach absl's handler by propagation.
-  logging.get_absl_handler().python_handler.addFilter(_QuietLibraries())
+    cli.fail(f'unexpected arguments: {" ".join(argv[1:])}')
   # Before anything touches a device.
   distributed.initialize(
     FLAGS.multihost,
@@ -85,35 +70,19 @@ def main(argv):
     FLAGS.num_processes,
     FLAGS.process_id,
   )
-  expected_errors = (
-    config_lib.ConfigError,
-    checkpoints.CheckpointMismatchError,
-    train.NonFiniteError,
-    distributed.WorkdirNotSharedError,
-  )
-  if FLAGS.config.dataset != synthetic.NAME:
-    # Importing it also hides accelerators from TensorFlow: JAX owns them.
-    import input_pipeline
-
-    expected_errors += (input_pipeline.DatasetError,)
-
   logging.info(
     'JAX process %d/%d, local devices: %s',
     jax.process_index(),
     jax.process_count(),
     jax.local_devices(),
   )
-  try:
-    if FLAGS.mode == 'eval':
-      train.evaluate(FLAGS.config, FLAGS.workdir)
-    else:
-      train.train_and_evaluate(FLAGS.config, FLAGS.workdir)
-  except expected_errors as e:
-    # Errors that explain themselves: no traceback, a non-zero exit.
-    logging.error('%s', e)
-    print(f'error: {e}', file=sys.stderr)
-    sys.exit(1)
+  if FLAGS.mode == 'eval':
+    train.evaluate(FLAGS.config, FLAGS.workdir)
+    return
+  results = train.train_and_evaluate(FLAGS.config, FLAGS.workdir)
+  if results['status'] == 'preempted':
+    sys.exit(cli.EXIT_PREEMPTED)
 
 
 if __name__ == '__main__':
-  app.run(main)
+  cli.run(main)

@@ -93,7 +93,7 @@ def one_round() -> dict[str, float]:
         _ours(
           'train_throughput.py',
           f'--batch={FLAGS.train_batch}',
-          f'--depthwise_impl={impl}',
+          f'--conv_impl={impl}',
           '--steps=3',
           '--repeats=3',
         ),
@@ -111,7 +111,7 @@ def one_round() -> dict[str, float]:
         _ours(
           'inference_latency.py',
           '--batch_sizes=1',
-          f'--depthwise_impl={impl}',
+          f'--conv_impl={impl}',
           '--runs=30',
         ),
         lambda r: r['batch_1_latency_ms'],

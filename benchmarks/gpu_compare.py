@@ -8,7 +8,7 @@ ratios (above 1: we are faster). Stages, each interleaved on its own:
 * `micro`: the 13 depthwise layers (forward, input gradient, kernel
   gradient) and the 13 pointwise layers, per implementation: where the
   conv time goes.
-* `train`: our real train step (`train.build_train_step`: TF1 RMSprop,
+* `train`: our real train step (`steps.build_train_step`: TF1 RMSprop,
   cross-replica batch norm, EMA, L2, the NaN guard) for each conv
   implementation and compute dtype, against timm `mobilenetv1_100`
   (channels_last, bfloat16 autocast, RMSprop), eager and `torch.compile`d.
@@ -49,9 +49,7 @@ from collections.abc import Callable
 # share, instead of 75% up front.
 os.environ.setdefault('XLA_PYTHON_CLIENT_PREALLOCATE', 'false')
 
-from absl import app, flags  # noqa: E402
-
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from absl import app, flags
 
 FLAGS = flags.FLAGS
 flags.DEFINE_float('alpha', 1.0, 'Width multiplier (timm has alpha 1.0).')
@@ -168,8 +166,8 @@ def _config(impl: str, dtype: str, batch: int):
 
   config = default.get_config(f'alpha={FLAGS.alpha},res={FLAGS.resolution}')
   config.batch_size = batch
-  config.depthwise_impl = impl
-  config.dtype = dtype
+  config.model.conv_impl = impl
+  config.model.dtype = dtype
   config_lib.validate(config)
   return config
 
@@ -188,10 +186,10 @@ def _bytes_accessed(compiled) -> float | None:
 def ours_train(impl: str, dtype: str, batch: int) -> Case:
   import jax
 
-  from mobilenet_flax import synthetic, train
+  from mobilenet_flax import steps, synthetic, train
 
   config = _config(impl, dtype, batch)
-  p_step, state = train.build_train_step(
+  p_step, state = steps.build_train_step(
     config, synthetic.NUM_CLASSES, synthetic.NUM_TRAIN_EXAMPLES
   )
   images = next(
@@ -224,14 +222,13 @@ def _jax_peak_memory_gb() -> float | None:
 
 def ours_infer(impl: str, dtype: str, batch: int, latency: bool) -> Case:
   import jax
-  import jax.numpy as jnp
   import numpy as np
 
-  from mobilenet_flax import train
+  from mobilenet_flax import steps
 
   config = _config(impl, dtype, batch)
-  model = train.create_model(config, 1000, axis_name=None)
-  variables = train.initial_variables(
+  model = steps.create_model(config, 1000, axis_name=None)
+  variables = steps.initial_variables(
     model, FLAGS.resolution, jax.random.PRNGKey(0)
   )
   forward = jax.jit(functools.partial(model.apply, train=False))
@@ -248,7 +245,6 @@ def ours_infer(impl: str, dtype: str, batch: int, latency: bool) -> Case:
     y.block_until_ready()
 
   run(3)
-  del jnp
   if latency:
     return Case(
       f'latency/ours/{impl}/{dtype}/b{batch}', run, 0, FLAGS.latency_calls

@@ -8,30 +8,25 @@ dropout) once per batch size, runs `--warmup` untimed calls, then times
 second at the median). Imports no TensorFlow.
 
   python benchmarks/inference_latency.py --alpha=1.0 --resolution=224 \
-      --depthwise_impl=auto --batch_sizes=1,32
+      --conv_impl=auto --batch_sizes=1,32
 """
 
 import json
-import os
 import statistics
-import sys
 import time
 
+import jax
+import jax.numpy as jnp
+import numpy as np
 from absl import app, flags
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
-import numpy as np  # noqa: E402
-
-from mobilenet_flax import layers, models  # noqa: E402
+from mobilenet_flax import layers, models
 
 FLAGS = flags.FLAGS
 flags.DEFINE_float('alpha', 1.0, 'Width multiplier.')
 flags.DEFINE_integer('resolution', 224, 'Input height and width.')
 flags.DEFINE_enum(
-  'depthwise_impl', 'auto', list(layers.DEPTHWISE_IMPLS), 'Conv implementation.'
+  'conv_impl', 'auto', list(layers.CONV_IMPLS), 'Conv implementation.'
 )
 flags.DEFINE_list('batch_sizes', ['1', '32'], 'Batch sizes to time.')
 flags.DEFINE_integer('runs', 20, 'Timed calls per batch size.')
@@ -69,7 +64,7 @@ def main(argv):
   model = models.MobileNetV1(
     alpha=FLAGS.alpha,
     num_classes=FLAGS.num_classes,
-    depthwise_impl=FLAGS.depthwise_impl,
+    conv_impl=FLAGS.conv_impl,
     dtype=jnp.dtype(FLAGS.dtype),
   )
   shape = (1, FLAGS.resolution, FLAGS.resolution, 3)
@@ -96,7 +91,7 @@ def main(argv):
     'device_kind': jax.devices()[0].device_kind,
     'alpha': FLAGS.alpha,
     'resolution': FLAGS.resolution,
-    'depthwise_impl': layers.resolve_impl(FLAGS.depthwise_impl),
+    'conv_impl': layers.resolve_impl(FLAGS.conv_impl),
     'dtype': FLAGS.dtype,
     'runs': FLAGS.runs,
     'warmup': FLAGS.warmup,

@@ -23,7 +23,6 @@ import tempfile
 import time
 
 # Run from a checkout without installing the package.
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def parse_args(argv):

@@ -7,23 +7,18 @@ prints one JSON line with the median. Imports no TensorFlow, so it runs on
 machines that have JAX but no TF.
 
   python benchmarks/train_throughput.py --alpha=1.0 --resolution=224 \
-      --batch=32 --steps=5 --depthwise_impl=auto
+      --batch=32 --steps=5 --conv_impl=auto
 """
 
 import json
-import os
 import statistics
-import sys
 import time
 
+import jax
 from absl import app, flags
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-import jax  # noqa: E402
-
-from configs import default  # noqa: E402
-from mobilenet_flax import config_lib, layers, synthetic, train  # noqa: E402
+from configs import default
+from mobilenet_flax import config_lib, layers, models, steps, synthetic, train
 
 FLAGS = flags.FLAGS
 flags.DEFINE_float('alpha', 1.0, 'Width multiplier.')
@@ -33,9 +28,9 @@ flags.DEFINE_integer('steps', 5, 'Timed steps per repeat.')
 flags.DEFINE_integer('warmup', 2, 'Untimed steps (the first compiles).')
 flags.DEFINE_integer('repeats', 3, 'Timed repeats; the median is reported.')
 flags.DEFINE_enum(
-  'depthwise_impl', 'auto', list(layers.DEPTHWISE_IMPLS), 'Conv implementation.'
+  'conv_impl', 'auto', list(layers.CONV_IMPLS), 'Conv implementation.'
 )
-flags.DEFINE_enum('dtype', 'float32', list(config_lib.DTYPES), 'Compute dtype.')
+flags.DEFINE_enum('dtype', 'float32', list(models.DTYPES), 'Compute dtype.')
 flags.DEFINE_integer('num_classes', 1000, 'Classifier size.')
 
 
@@ -43,10 +38,10 @@ def main(argv):
   del argv
   config = default.get_config(f'alpha={FLAGS.alpha},res={FLAGS.resolution}')
   config.batch_size = FLAGS.batch
-  config.depthwise_impl = FLAGS.depthwise_impl
-  config.dtype = FLAGS.dtype
+  config.model.conv_impl = FLAGS.conv_impl
+  config.model.dtype = FLAGS.dtype
   config_lib.validate(config)
-  p_step, state = train.build_train_step(
+  p_step, state = steps.build_train_step(
     config, FLAGS.num_classes, synthetic.NUM_TRAIN_EXAMPLES
   )
   # Device-resident, so the figure is the step alone.
@@ -79,7 +74,7 @@ def main(argv):
         'alpha': FLAGS.alpha,
         'resolution': FLAGS.resolution,
         'batch': FLAGS.batch,
-        'depthwise_impl': layers.resolve_impl(FLAGS.depthwise_impl),
+        'conv_impl': layers.resolve_impl(FLAGS.conv_impl),
         'dtype': FLAGS.dtype,
         'steps': FLAGS.steps,
         'repeats': FLAGS.repeats,

@@ -11,7 +11,8 @@ rate scales linearly with the global batch, and a 5-epoch linear warm-up
 keeps the scaled rate stable.
 
 The two axes of the paper are string arguments (defaults alpha=1.0,
-res=224):
+res=224; every other field can be overridden as --config.<field>, model
+fields as --config.model.<field>):
 
   python main.py --config=configs/default.py:alpha=0.5,res=160 \
       --workdir=runs/mobilenet_050_160
@@ -30,42 +31,64 @@ DEFAULT_ALPHA = 1.0
 DEFAULT_RESOLUTION = 224
 
 
-def parse_arg(arg: str | None) -> dict[str, str]:
-  """Parses 'alpha=0.5,res=160' into {'alpha': '0.5', 'res': '160'}."""
-  out = {}
+def parse_arg(
+  arg: str | None,
+  alpha: float = DEFAULT_ALPHA,
+  res: int = DEFAULT_RESOLUTION,
+) -> tuple[float, int]:
+  """(alpha, resolution) from 'alpha=0.5,res=160'; what it leaves out
+  takes the given defaults (each config file passes its own)."""
+  values = {'alpha': alpha, 'res': res}
   for item in filter(None, (arg or '').split(',')):
     key, sep, value = item.partition('=')
-    if not sep or key not in ('alpha', 'res'):
+    if not sep or key not in values:
       raise ValueError(
         f'Config argument {item!r} not understood: expected '
         "'alpha=<float>,res=<int>', e.g. 'alpha=0.5,res=160'."
       )
-    out[key] = value
-  return out
+    try:
+      values[key] = float(value) if key == 'alpha' else int(value)
+    except ValueError:
+      raise ValueError(
+        f'Config argument {item!r}: {value!r} is not a number.'
+      ) from None
+  return values['alpha'], values['res']
 
 
-def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
-  """The slim recipe at the (alpha, res) point named by `arg`."""
-  args = parse_arg(arg)
+def get_config(
+  arg: str | None = None,
+  *,
+  alpha: float = DEFAULT_ALPHA,
+  res: int = DEFAULT_RESOLUTION,
+) -> ml_collections.ConfigDict:
+  """The slim recipe at the (alpha, res) point named by `arg`; `alpha` and
+  `res` are the defaults for what `arg` leaves out."""
+  alpha, resolution = parse_arg(arg, alpha, res)
   config = ml_collections.ConfigDict()
 
   # ---- Model -------------------------------------------------------------
+  # The fields of `mobilenet_flax.models.MobileNetV1` (its docstring says
+  # what each does); the dataset supplies `num_classes`.
+  config.model = ml_collections.ConfigDict()
   # Width multiplier: scales every layer's channel count (paper section 3.3).
-  config.alpha = float(args.get('alpha', DEFAULT_ALPHA))
-  # Input height and width (the paper's resolution multiplier).
-  config.resolution = int(args.get('res', DEFAULT_RESOLUTION))
+  config.model.alpha = alpha
   # 'relu6' as slim and Keras; 'relu' as the paper's text.
-  config.activation = 'relu6'
+  config.model.activation = 'relu6'
   # slim keeps 0.999 of the features before the classifier.
-  config.dropout_rate = 0.001
-  config.bn_momentum = 0.9997
-  config.bn_epsilon = 1e-3
+  config.model.dropout_rate = 0.001
+  config.model.bn_momentum = 0.9997
+  config.model.bn_epsilon = 1e-3
   # Stddev of the truncated-normal kernel initialiser (slim: 0.09).
-  config.init_stddev = 0.09
-  # 'auto' picks the fastest depthwise implementation for the backend.
-  config.depthwise_impl = 'auto'
+  config.model.init_stddev = 0.09
+  # How the depthwise and 1x1 convs are computed; 'auto' picks the fastest
+  # for the backend (grouped convolutions on GPU and TPU, shifted
+  # multiply-adds and matrix products on CPU).
+  config.model.conv_impl = 'auto'
   # Compute dtype; parameters and optimizer state stay float32.
-  config.dtype = 'float32'
+  config.model.dtype = 'float32'
+  # Input height and width (the paper's resolution multiplier); the data
+  # pipeline resizes to it, and checkpoints record it.
+  config.resolution = resolution
 
   # ---- Data ---------------------------------------------------------------
   # Any tfds image-classification dataset; class count and split sizes are
@@ -108,7 +131,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.lr_decay_factor = 0.94
   config.lr_decay_epochs = 2.5
   config.num_epochs = 200.0
-  # Overrides num_epochs when > 0.
+  # -1 trains for num_epochs; a positive value overrides it.
   config.num_train_steps = -1
   # L2 as 0.5 * wd * sum(w^2) on conv and dense kernels.
   config.weight_decay = 4e-5

@@ -17,6 +17,5 @@ from configs import default
 def get_config(arg: str | None = None):
   config = default.get_config(arg)
   config.batch_size = 1024
-  config.dtype = 'bfloat16'
-  config.depthwise_impl = 'grouped_conv'
+  config.model.dtype = 'bfloat16'
   return config

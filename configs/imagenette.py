@@ -23,7 +23,7 @@ def get_config(arg: str | None = None):
   config.lr_decay_factor = 0.9
   config.crop_area_range = (0.08, 1.0)
   # Short runs on ~9.5k images: let batch-norm statistics keep up.
-  config.bn_momentum = 0.99
+  config.model.bn_momentum = 0.99
   config.ema_decay = 0.999
   config.cache_train = True
   config.cache_eval = True

@@ -16,7 +16,7 @@ from configs import default
 
 
 def get_config(arg: str | None = None):
-  config = default.get_config(arg or 'alpha=0.25,res=32')
+  config = default.get_config(arg, alpha=0.25, res=32)
   config.dataset = 'digits'
   # Digits are not mirror-symmetric, and tiny crops would cut them away.
   config.random_flip = False
@@ -35,9 +35,9 @@ def get_config(arg: str | None = None):
   config.lr_decay_factor = 0.9
   # A few hundred steps: batch-norm statistics and the weight average must
   # follow the weights faster than slim's ImageNet settings allow.
-  config.bn_momentum = 0.9
+  config.model.bn_momentum = 0.9
   config.ema_decay = 0.99
-  config.dropout_rate = 0.0
+  config.model.dropout_rate = 0.0
 
   config.log_every_steps = 50
   config.eval_every_steps = 220

@@ -18,8 +18,7 @@ from configs import default
 def get_config(arg: str | None = None):
   config = default.get_config(arg)
   config.batch_size = 4096
-  config.dtype = 'bfloat16'
-  config.depthwise_impl = 'grouped_conv'
+  config.model.dtype = 'bfloat16'
   # A v4-8 host has 400+ GB of RAM: ImageNet's encoded train set fits.
   config.cache_train = True
   config.log_every_steps = 100

@@ -4,7 +4,7 @@ TensorFlow only feeds data here, so importing this package hides every GPU
 from it: the accelerators stay free for JAX.
 
 Public API: `DatasetInfo`, `DatasetError`, `get_dataset_info`,
-`create_train_dataset`, `create_eval_dataset`, `check_batch_size`.
+`create_train_dataset`, `create_eval_dataset`.
 """
 
 import logging
@@ -13,7 +13,6 @@ import tensorflow as tf
 
 from input_pipeline.datasets import DatasetError, DatasetInfo, get_dataset_info
 from input_pipeline.pipeline import (
-  check_batch_size,
   create_eval_dataset,
   create_train_dataset,
 )
@@ -21,7 +20,6 @@ from input_pipeline.pipeline import (
 __all__ = [
   'DatasetError',
   'DatasetInfo',
-  'check_batch_size',
   'create_eval_dataset',
   'create_train_dataset',
   'get_dataset_info',

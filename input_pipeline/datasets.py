@@ -5,12 +5,13 @@ import os
 import tensorflow_datasets as tfds
 
 from input_pipeline import digits
+from mobilenet_flax import errors
 from mobilenet_flax.dataset_info import DatasetInfo
 
 IMAGENET = 'imagenet2012'
 
 
-class DatasetError(ValueError):
+class DatasetError(errors.Error, ValueError):
   """The configured dataset cannot be found, prepared or read."""
 
 

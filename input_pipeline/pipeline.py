@@ -323,18 +323,3 @@ def create_eval_dataset(
   examples = examples.take(num_batches * batch_size)
   batches = examples.batch(batch_size, drop_remainder=True)
   return batches.prefetch(_AUTOTUNE).with_options(_options()), num_batches
-
-
-def check_batch_size(global_batch, device_count):
-  """Raises ValueError unless `global_batch` splits evenly over devices."""
-  if global_batch <= 0 or device_count <= 0:
-    raise ValueError(
-      f'Batch size ({global_batch}) and device count ({device_count}) must '
-      'be positive.'
-    )
-  if global_batch % device_count:
-    raise ValueError(
-      f'Batch size {global_batch} is not divisible by the {device_count} '
-      f'devices; use a multiple of {device_count}, for example '
-      f'{device_count * max(1, global_batch // device_count)}.'
-    )

@@ -22,12 +22,10 @@ from absl import logging
 from etils import epath
 from flax import serialization
 
-# The fields that fix the shapes of the variables: a checkpoint written with
-# other values cannot be restored into this model.
-MODEL_FIELDS = ('alpha', 'resolution', 'num_classes')
+from mobilenet_flax import errors, models
 
 
-class CheckpointMismatchError(ValueError):
+class CheckpointMismatchError(errors.Error, ValueError):
   """A checkpoint that does not fit the model being built."""
 
 
@@ -40,7 +38,7 @@ def check_fields(
   themselves work at any resolution, so evaluation may change it.
   """
   problems = []
-  for key in MODEL_FIELDS:
+  for key in models.RECORDED_FIELDS:
     if key not in expected or expected[key] is None:
       continue
     if key not in found:

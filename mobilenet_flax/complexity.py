@@ -19,10 +19,10 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-from absl import app, flags
+from absl import flags
 from flax import traverse_util
 
-from mobilenet_flax import models, paper
+from mobilenet_flax import cli, models, paper
 
 LAYER_TYPES = models.LAYER_TYPES
 
@@ -264,22 +264,22 @@ def define_flags() -> None:
 
 def main(argv: Sequence[str]) -> None:
   if len(argv) > 1:
-    raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+    cli.fail(f'unexpected arguments: {" ".join(argv[1:])}')
   if FLAGS.grid:
     print(grid_tables(FLAGS.num_classes))
     return
   if FLAGS.resolution < models.MIN_RESOLUTION:
-    raise app.UsageError(
+    cli.fail(
       f'--resolution must be >= {models.MIN_RESOLUTION}, got '
       f'{FLAGS.resolution}.'
     )
   try:
     c = count_for(FLAGS.alpha, FLAGS.resolution, FLAGS.num_classes)
   except ValueError as e:
-    raise app.UsageError(str(e)) from e
+    cli.fail(f'--{e}')
   print(json.dumps(c.to_json()) if FLAGS.json else breakdown_table(c))
 
 
 if __name__ == '__main__':
   define_flags()
-  app.run(main)
+  cli.run(main)

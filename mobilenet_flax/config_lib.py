@@ -2,8 +2,8 @@
 
 Every check runs before any data is read or any device is touched, so a bad
 value costs seconds, not a queued TPU slice. Derived values (the scaled
-learning rate, steps per epoch, the per-device batch) are computed here and
-nowhere else.
+learning rate, steps per epoch, the per-process batch) are computed here
+and nowhere else.
 """
 
 import dataclasses
@@ -11,15 +11,20 @@ import math
 
 import ml_collections
 
-from mobilenet_flax import layers, models
+from mobilenet_flax import errors, models
 
 OPTIMIZERS = ('rmsprop', 'momentum')
 LR_SCHEDULES = ('exponential', 'cosine')
-DTYPES = ('float32', 'bfloat16')
-MAX_ALPHA = 4.0
+# What a config's `model` block may set: the model's own fields but those
+# that the dataset (`num_classes`) and the training loop (`axis_name`) fill.
+MODEL_CONFIG_FIELDS = frozenset(
+  f.name
+  for f in dataclasses.fields(models.MobileNetV1)
+  if f.name not in ('num_classes', 'axis_name', 'parent', 'name')
+)
 
 
-class ConfigError(ValueError):
+class ConfigError(errors.Error, ValueError):
   """A config value that training cannot start with."""
 
 
@@ -31,37 +36,22 @@ def validate(config: ml_collections.ConfigDict) -> None:
     if not ok:
       problems.append(message)
 
-  check(
-    _is_number(config.alpha) and 0 < config.alpha <= MAX_ALPHA,
-    f'alpha must be in (0, {MAX_ALPHA:g}], got {config.alpha!r}.',
-  )
+  model = config.get('model')
+  if not isinstance(model, ml_collections.ConfigDict):
+    problems.append('model must be a block of model fields (config.model).')
+  else:
+    unknown = sorted(set(model) - MODEL_CONFIG_FIELDS)
+    check(
+      not unknown,
+      f'model has no field(s) {unknown}; it takes '
+      f'{sorted(MODEL_CONFIG_FIELDS)}.',
+    )
+    problems.extend(f'model.{p}' for p in models.field_problems(dict(model)))
   check(
     isinstance(config.resolution, int)
     and config.resolution >= models.MIN_RESOLUTION,
     f'resolution must be an integer >= {models.MIN_RESOLUTION}, got '
     f'{config.resolution!r}.',
-  )
-  check(
-    config.activation in models.ACTIVATIONS,
-    f'activation must be one of {sorted(models.ACTIVATIONS)}, got '
-    f'{config.activation!r}.',
-  )
-  check(
-    config.depthwise_impl in layers.DEPTHWISE_IMPLS,
-    f'depthwise_impl must be one of {layers.DEPTHWISE_IMPLS}, got '
-    f'{config.depthwise_impl!r}.',
-  )
-  check(
-    config.dtype in DTYPES,
-    f'dtype must be one of {DTYPES}, got {config.dtype!r}.',
-  )
-  check(
-    0 <= config.dropout_rate < 1,
-    f'dropout_rate must be in [0, 1), got {config.dropout_rate!r}.',
-  )
-  check(
-    0 < config.bn_momentum < 1,
-    f'bn_momentum must be in (0, 1), got {config.bn_momentum!r}.',
   )
   check(
     isinstance(config.dataset, str) and config.dataset,
@@ -94,6 +84,11 @@ def validate(config: ml_collections.ConfigDict) -> None:
   check(
     config.warmup_epochs >= 0,
     f'warmup_epochs must be >= 0, got {config.warmup_epochs!r}.',
+  )
+  check(
+    config.num_train_steps == -1 or config.num_train_steps > 0,
+    f'num_train_steps must be > 0, or -1 to train for num_epochs; got '
+    f'{config.num_train_steps!r}.',
   )
   check(
     config.num_train_steps > 0 or config.num_epochs > 0,
@@ -146,7 +141,6 @@ class Derived:
 
   global_batch_size: int
   per_process_batch_size: int
-  per_device_batch_size: int
   learning_rate: float
   steps_per_epoch: int
   num_train_steps: int
@@ -183,7 +177,6 @@ def derive(
   return Derived(
     global_batch_size=batch,
     per_process_batch_size=batch // process_count,
-    per_device_batch_size=batch // device_count,
     learning_rate=config.base_learning_rate * batch / config.base_batch_size,
     steps_per_epoch=steps_per_epoch,
     num_train_steps=num_train_steps,
@@ -191,7 +184,3 @@ def derive(
     decay_steps=max(round(config.lr_decay_epochs * steps_per_epoch), 1),
     eval_every_steps=eval_every_steps,
   )
-
-
-def _is_number(x: object) -> bool:
-  return isinstance(x, int | float) and not isinstance(x, bool)

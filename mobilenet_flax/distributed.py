@@ -17,6 +17,8 @@ from absl import logging
 from etils import epath
 from jax.experimental import multihost_utils
 
+from mobilenet_flax import errors
+
 MODES = ('auto', 'on', 'off')
 DEFAULT_COMPILATION_CACHE = os.path.expanduser('~/.cache/mobilenet_flax/jax')
 
@@ -82,7 +84,7 @@ def initialize(
   )
 
 
-class WorkdirNotSharedError(ValueError):
+class WorkdirNotSharedError(errors.Error, ValueError):
   """The processes of a multi-process run do not share the workdir."""
 
 

@@ -29,10 +29,10 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
-from absl import app, flags, logging
+from absl import flags, logging
 from flax import traverse_util
 
-from mobilenet_flax import models
+from mobilenet_flax import cli, models
 
 # Alpha as spelled in Keras' weight file names.
 ALPHA_CODES = {'1_0': 1.0, '7_5': 0.75, '5_0': 0.5, '2_5': 0.25}
@@ -392,24 +392,22 @@ def run(
   num_params = sum(
     v.size for v in jax.tree_util.tree_leaves(variables['params'])
   )
-  print(f'Converted {h5}')
-  print(f'  model fields: {fields}')
-  print(f'  {num_params:,} parameters')
-  print(f'Wrote {saved if saved is not None else output_dir}:')
-  if os.path.isdir(output_dir):
-    for root, _, files in sorted(os.walk(output_dir)):
-      for name in sorted(files):
-        print(f'  {os.path.relpath(os.path.join(root, name), output_dir)}')
+  print(
+    f'Converted {h5}: alpha {fields["alpha"]}, resolution '
+    f'{fields["resolution"]}, {fields["num_classes"]} classes, '
+    f'{num_params:,} parameters.'
+  )
+  print(f'Wrote {saved or output_dir}')
   return fields
 
 
 def main(argv: list[str]) -> None:
   if len(argv) > 1:
-    raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+    cli.fail(f'unexpected arguments: {" ".join(argv[1:])}')
   fv = flags.FLAGS
   run(fv.h5, fv.output_dir, fv.alpha, fv.resolution, fv.num_classes)
 
 
 if __name__ == '__main__':
   define_flags()
-  app.run(main)
+  cli.run(main)

@@ -26,17 +26,15 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-DEPTHWISE_IMPLS = ('auto', 'grouped_conv', 'shifted')
+CONV_IMPLS = ('auto', 'grouped_conv', 'shifted')
 
 Initializer = Callable[..., jax.Array]
 
 
 def resolve_impl(impl: str, backend: str | None = None) -> str:
   """Maps `auto` to the implementation that is fastest on `backend`."""
-  if impl not in DEPTHWISE_IMPLS:
-    raise ValueError(
-      f'depthwise_impl must be one of {DEPTHWISE_IMPLS}, got {impl!r}.'
-    )
+  if impl not in CONV_IMPLS:
+    raise ValueError(f'conv_impl must be one of {CONV_IMPLS}, got {impl!r}.')
   if impl != 'auto':
     return impl
   backend = backend or jax.default_backend()

@@ -7,6 +7,7 @@ classifier with bias behind a tiny dropout. Layer names follow Keras, so
 `keras_import` maps released weights one to one.
 """
 
+import dataclasses
 import functools
 from collections.abc import Callable
 from typing import Any
@@ -52,8 +53,59 @@ def scaled_channels(channels: int, alpha: float) -> int:
   return max(int(channels * alpha), 8)
 
 
+# float64 is for numerical tests on CPU.
+DTYPES = ('float32', 'bfloat16', 'float64')
+MAX_ALPHA = 4.0
+
+
+def field_problems(fields: dict[str, Any]) -> list[str]:
+  """What is wrong with the model fields in `fields` (absent ones are
+  not checked): the one place that bounds them, for the model and for
+  config validation alike."""
+  checks = {
+    'alpha': (
+      lambda v: _is_number(v) and 0 < v <= MAX_ALPHA,
+      f'in (0, {MAX_ALPHA:g}]',
+    ),
+    'num_classes': (lambda v: _is_int(v) and v >= 1, 'an integer >= 1'),
+    'dropout_rate': (lambda v: _is_number(v) and 0 <= v < 1, 'in [0, 1)'),
+    'activation': (lambda v: v in ACTIVATIONS, f'one of {sorted(ACTIVATIONS)}'),
+    'bn_momentum': (lambda v: _is_number(v) and 0 < v < 1, 'in (0, 1)'),
+    'bn_epsilon': (lambda v: _is_number(v) and v > 0, '> 0'),
+    'init_stddev': (lambda v: _is_number(v) and v > 0, '> 0'),
+    'conv_impl': (
+      lambda v: v in layers.CONV_IMPLS,
+      f'one of {layers.CONV_IMPLS}',
+    ),
+    'dtype': (lambda v: _dtype_name(v) in DTYPES, f'one of {DTYPES}'),
+  }
+  problems = []
+  for name, (ok, rule) in checks.items():
+    if name in fields and not ok(fields[name]):
+      problems.append(f'{name} must be {rule}, got {fields[name]!r}.')
+  return problems
+
+
+def _is_number(x: object) -> bool:
+  return isinstance(x, int | float) and not isinstance(x, bool)
+
+
+def _is_int(x: object) -> bool:
+  return isinstance(x, int) and not isinstance(x, bool)
+
+
+def _dtype_name(dtype: Any) -> str | None:
+  try:
+    return jnp.dtype(dtype).name
+  except TypeError:
+    return None
+
+
 class MobileNetV1(nn.Module):
   """MobileNet v1 classifier.
+
+  Its fields are the model's whole description: a config's `model` block
+  holds the same names (`MobileNetV1(**config.model, num_classes=...)`).
 
   Attributes:
     alpha: width multiplier; scales every layer's channel count.
@@ -62,12 +114,14 @@ class MobileNetV1(nn.Module):
     activation: `relu6` (slim, Keras) or `relu` (the paper's text).
     bn_momentum: decay of the batch-norm moving averages (slim: 0.9997).
     bn_epsilon: batch-norm epsilon (slim: 1e-3).
+    init_stddev: stddev of the truncated-normal initializer of every conv
+      and dense kernel (slim: 0.09).
+    conv_impl: how the depthwise and 1x1 convolutions are computed (see
+      `layers`): `auto`, `grouped_conv` or `shifted`; the variables are
+      the same for all.
+    dtype: compute dtype, `float32` or `bfloat16`; parameters stay float32.
     axis_name: pmap/shard_map axis to average batch statistics over
       (cross-replica batch norm); None for per-device statistics.
-    dtype: compute dtype (float32 or bfloat16); parameters stay float32.
-    depthwise_impl: see `layers`: `auto`, `grouped_conv` or `shifted`.
-    kernel_init: initializer of every conv and dense kernel (slim: truncated
-      normal with stddev 0.09).
   """
 
   alpha: float = 1.0
@@ -76,26 +130,17 @@ class MobileNetV1(nn.Module):
   activation: str = 'relu6'
   bn_momentum: float = 0.9997
   bn_epsilon: float = 1e-3
+  init_stddev: float = 0.09
+  conv_impl: str = 'auto'
+  dtype: Any = 'float32'
   axis_name: str | None = None
-  dtype: Any = jnp.float32
-  depthwise_impl: str = 'auto'
-  kernel_init: layers.Initializer = nn.initializers.truncated_normal(0.09)
 
   def __post_init__(self):
-    if not self.alpha > 0:
-      raise ValueError(f'alpha must be > 0, got {self.alpha}.')
-    if self.num_classes < 1:
-      raise ValueError(f'num_classes must be >= 1, got {self.num_classes}.')
-    if not 0 <= self.dropout_rate < 1:
-      raise ValueError(
-        f'dropout_rate must be in [0, 1), got {self.dropout_rate}.'
-      )
-    if self.activation not in ACTIVATIONS:
-      raise ValueError(
-        f'activation must be one of {sorted(ACTIVATIONS)}, '
-        f'got {self.activation!r}.'
-      )
-    layers.resolve_impl(self.depthwise_impl)  # Validates the name.
+    problems = field_problems(
+      {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+    )
+    if problems:
+      raise ValueError(' '.join(problems))
     super().__post_init__()
 
   @nn.compact
@@ -103,14 +148,16 @@ class MobileNetV1(nn.Module):
     """Maps NHWC images (scaled to [-1, 1]) to float32 logits."""
     check_input(x)
     act = ACTIVATIONS[self.activation]
-    common = dict(dtype=self.dtype, kernel_init=self.kernel_init)
+    dtype = jnp.dtype(self.dtype)
+    kernel_init = nn.initializers.truncated_normal(self.init_stddev)
+    common = dict(dtype=dtype, kernel_init=kernel_init)
     norm = functools.partial(
       nn.BatchNorm,
       use_running_average=not train,
       momentum=self.bn_momentum,
       epsilon=self.bn_epsilon,
       axis_name=self.axis_name,
-      dtype=self.dtype,
+      dtype=dtype,
     )
 
     x = nn.Conv(
@@ -125,7 +172,7 @@ class MobileNetV1(nn.Module):
     x = act(norm(name='conv1_bn')(x))
     for i, (stride, channels) in enumerate(BLOCKS, start=1):
       x = layers.depthwise_conv(
-        self.depthwise_impl,
+        self.conv_impl,
         x.shape[-1],
         stride,
         name=f'conv_dw_{i}',
@@ -133,7 +180,7 @@ class MobileNetV1(nn.Module):
       )(x)
       x = act(norm(name=f'conv_dw_{i}_bn')(x))
       x = layers.pointwise_conv(
-        self.depthwise_impl,
+        self.conv_impl,
         scaled_channels(channels, self.alpha),
         name=f'conv_pw_{i}',
         **common,
@@ -145,7 +192,20 @@ class MobileNetV1(nn.Module):
     x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
     x = nn.Dense(self.num_classes, name='logits', **common)(x)
     # bfloat16 logits would make the loss coarse; float64 (tests) stays.
-    return x.astype(jnp.promote_types(self.dtype, jnp.float32))
+    return x.astype(jnp.promote_types(dtype, jnp.float32))
+
+
+# What weights record about their model (checkpoints, exports, results):
+# enough to rebuild it, and to refuse weights of another shape.
+RECORDED_FIELDS = ('alpha', 'resolution', 'num_classes')
+
+
+def recorded_fields(model: MobileNetV1, resolution: int) -> dict[str, Any]:
+  return {
+    'alpha': model.alpha,
+    'resolution': resolution,
+    'num_classes': model.num_classes,
+  }
 
 
 def check_input(x: jax.Array) -> None:

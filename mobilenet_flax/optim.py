@@ -1,5 +1,7 @@
 """Learning-rate schedules, the optimizer and the weight-decay mask."""
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -37,11 +39,17 @@ def create_learning_rate_fn(
 def create_optimizer(
   config: ml_collections.ConfigDict, learning_rate_fn: optax.Schedule
 ) -> optax.GradientTransformation:
-  """RMSprop with TF1 semantics (the paper's), or Nesterov momentum SGD."""
+  """L2 weight decay, then RMSprop with TF1 semantics (the paper's) or
+  Nesterov momentum SGD.
+
+  slim adds 0.5 * wd * sum(w^2) to the loss; its gradient wd * w joins the
+  (cross-replica) gradient before the optimizer sees it, which is what
+  `add_decayed_weights` in front of the optimizer does.
+  """
   if config.optimizer == 'rmsprop':
     # TF1: the mean-square accumulator starts at 1, epsilon sits inside the
     # square root, and the learning rate is applied before momentum.
-    return optax.rmsprop(
+    optimizer = optax.rmsprop(
       learning_rate_fn,
       decay=config.rmsprop_decay,
       eps=config.rmsprop_epsilon,
@@ -49,7 +57,18 @@ def create_optimizer(
       eps_in_sqrt=True,
       momentum=config.momentum,
     )
-  return optax.sgd(learning_rate_fn, momentum=config.momentum, nesterov=True)
+  else:
+    optimizer = optax.sgd(
+      learning_rate_fn, momentum=config.momentum, nesterov=True
+    )
+  if not config.weight_decay:
+    return optimizer
+  mask = functools.partial(
+    weight_decay_mask, decay_depthwise=config.weight_decay_depthwise
+  )
+  return optax.chain(
+    optax.add_decayed_weights(config.weight_decay, mask), optimizer
+  )
 
 
 def weight_decay_mask(params, *, decay_depthwise: bool = False):

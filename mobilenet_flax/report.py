@@ -17,18 +17,17 @@ run kept them, else of the raw weights.
 """
 
 import dataclasses
-import json
 import os
 from collections.abc import Sequence
 from typing import Any
 
-from absl import app, flags
+from absl import flags
 from etils import epath
 from matplotlib import ticker
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from mobilenet_flax import paper, sweep
+from mobilenet_flax import cli, paper, run_files
 
 IMAGENET = 'imagenet2012'
 REPORT_MD = 'report.md'
@@ -55,24 +54,18 @@ class Row:
 # ---- Reading the sweep ------------------------------------------------------
 
 
-def read_sweep(workdir: str) -> dict[str, Any]:
-  """sweep.json, or {} for a directory of runs made without the runner."""
-  path = epath.Path(workdir) / sweep.SWEEP_JSON
-  return json.loads(path.read_text()) if path.exists() else {}
-
-
 def collect_rows(workdir: str, record: dict[str, Any]) -> list[Row]:
   """The sweep's points in its order, then any other run in the workdir."""
   rows = []
   for point in record.get('points', []):
-    results = sweep.read_results(epath.Path(workdir) / point['name'])
+    results = run_files.read_results(epath.Path(workdir) / point['name'])
     rows.append(_row(point['name'], results, point.get('status'), point))
   listed = {row.name for row in rows}
-  found = sorted(epath.Path(workdir).glob(f'*/{sweep.RESULTS_JSON}'))
+  found = sorted(epath.Path(workdir).glob(f'*/{run_files.RESULTS_JSON}'))
   for path in found:
     name = path.parent.name
     if name not in listed:
-      rows.append(_row(name, sweep.read_results(path.parent), None, {}))
+      rows.append(_row(name, run_files.read_results(path.parent), None, {}))
   return rows
 
 
@@ -96,17 +89,16 @@ def _row(
 
 
 def uses_ema(rows: Sequence[Row]) -> bool:
-  """Whether every completed run has EMA metrics (then they are reported)."""
-  done = [r for r in rows if r.done]
-  return bool(done) and all('ema_top1' in r.results['eval'] for r in done)
+  """Whether the tables show EMA weights: `run_files.metric_prefix`'s rule
+  (every completed run has them), which the sweep's summary applies too."""
+  return run_files.metric_prefix(r.results for r in rows) == 'ema_'
 
 
 def accuracy(row: Row | None, k: int, ema: bool) -> float | None:
   """Top-k (%) of a completed row, else None."""
-  if row is None or not row.done:
+  if row is None:
     return None
-  value = row.results['eval'].get(f'{"ema_" * ema}top{k}')
-  return None if value is None else 100 * value
+  return run_files.top_k_percent(row.results, k, 'ema_' if ema else '')
 
 
 def millions(row: Row | None, key: str) -> float | None:
@@ -436,7 +428,7 @@ def write_report(workdir: str, output_dir: str | None = None) -> dict[str, str]:
   """
   output_dir = output_dir or workdir
   os.makedirs(output_dir, exist_ok=True)
-  record = read_sweep(workdir)
+  record = run_files.read_sweep(workdir)
   rows = collect_rows(workdir, record)
   names = datasets(rows, record)
   on_imagenet = names == [IMAGENET]
@@ -482,7 +474,7 @@ def define_flags() -> None:
 
 def main(argv: Sequence[str]) -> None:
   if len(argv) > 1:
-    raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+    cli.fail(f'unexpected arguments: {" ".join(argv[1:])}')
   written = write_report(FLAGS.workdir, FLAGS.output_dir)
   print(written.pop('markdown'))
   for path in written.values():
@@ -491,4 +483,4 @@ def main(argv: Sequence[str]) -> None:
 
 if __name__ == '__main__':
   define_flags()
-  app.run(main)
+  cli.run(main)

@@ -43,22 +43,20 @@ from collections.abc import Sequence
 from typing import Any
 
 import ml_collections
-from absl import app, flags
+from absl import flags
 from etils import epath
 from ml_collections import config_flags
 
-from mobilenet_flax import config_lib, paper
+from mobilenet_flax import cli, config_lib, errors, paper, run_files
 
 MAIN_PY = pathlib.Path(__file__).resolve().parent.parent / 'main.py'
-SWEEP_JSON = 'sweep.json'
-RESULTS_JSON = 'results.json'
 LOG_TXT = 'log.txt'
 # Short names for the fields that make up point names.
-_NAME_KEYS = {'alpha': 'alpha', 'resolution': 'res'}
+_NAME_KEYS = {'model.alpha': 'alpha', 'resolution': 'res'}
 _LOG_LINES_ON_FAILURE = 8
 
 
-class SweepError(ValueError):
+class SweepError(errors.Error, ValueError):
   """A sweep that cannot start: a bad sweep file or an invalid point."""
 
 
@@ -167,7 +165,7 @@ def resolve(
     except (config_lib.ConfigError, SweepError, TypeError) as e:
       failing[str(e)].append(point.name)
       continue
-    point.alpha = config.alpha
+    point.alpha = config.model.alpha
     point.resolution = config.resolution
     point.dataset = config.dataset
     point.config = json.loads(config.to_json_best_effort())
@@ -188,12 +186,19 @@ def resolve(
 def apply_overrides(
   base: ml_collections.ConfigDict, overrides: dict[str, Any]
 ) -> ml_collections.ConfigDict:
-  """A copy of `base` with `overrides` set, as main.py would set them."""
+  """A copy of `base` with `overrides` set, as main.py would set them;
+  keys may be dotted paths into nested blocks (`model.alpha`)."""
   config = copy.deepcopy(base)
   for key, value in overrides.items():
-    if key not in config:
+    *parents, field = key.split('.')
+    block = config
+    for parent in parents:
+      block = block.get(parent) if parent in block else None
+      if not isinstance(block, ml_collections.ConfigDict):
+        break
+    if not isinstance(block, ml_collections.ConfigDict) or field not in block:
       raise SweepError(f'{key!r} is not a field of the config.')
-    config[key] = value
+    block[field] = value
   return config
 
 
@@ -237,25 +242,6 @@ def is_url(path: str) -> bool:
   return '://' in path
 
 
-def read_results(point_dir: str | os.PathLike) -> dict[str, Any] | None:
-  """A point's results.json, or None if there is none (yet)."""
-  path = epath.Path(point_dir) / RESULTS_JSON
-  if not path.exists():
-    return None
-  try:
-    return json.loads(path.read_text())
-  except json.JSONDecodeError:
-    # A results.json cut short counts as none: the point runs again.
-    return None
-
-
-def top1_percent(results: dict[str, Any] | None) -> float | None:
-  """Top-1 (%) of the EMA weights where there are some, else of the raw."""
-  metrics = (results or {}).get('eval') or {}
-  value = metrics.get('ema_top1', metrics.get('top1'))
-  return None if value is None else 100 * value
-
-
 class _Stopper:
   """Passes SIGTERM on to the running point, so that it checkpoints, and
   stops the sweep once that point has exited."""
@@ -297,13 +283,15 @@ def run_point(
     point.returncode = stopper.process.wait()
     stopper.process = None
   point.seconds = time.time() - start
-  if point.returncode != 0:
+  if point.returncode == cli.EXIT_PREEMPTED:
+    point.status = 'preempted'
+  elif point.returncode != 0:
     point.status = 'failed'
   else:
     # Only process 0 of a multi-host run writes results.json, possibly a
     # moment after the other hosts' processes have exited: a clean exit
     # without it is a completed point.
-    results = read_results(point_dir) or {}
+    results = run_files.read_results(point_dir) or {}
     point.status = results.get('status', 'completed')
 
 
@@ -321,7 +309,7 @@ def describe(
   point: Point, results: dict[str, Any] | None, log_path: str = ''
 ) -> str:
   """How a point ended, for its progress line."""
-  top1 = top1_percent(results)
+  top1 = run_files.top_k_percent(results, 1, run_files.metric_prefix([results]))
   accuracy = '' if top1 is None else f', top-1 {top1:.2f}%'
   if point.skipped:
     changed = changed_fields(point.config, results.get('config') or {})
@@ -357,27 +345,26 @@ def earlier_points(
 ) -> list[dict[str, Any]]:
   """Points that sweep.json lists from earlier sweeps in the same workdir
   but this sweep lacks; kept so that the report still shows them."""
-  path = epath.Path(workdir) / SWEEP_JSON
-  if not path.exists():
-    return []
   names = {p.name for p in points}
-  recorded = json.loads(path.read_text()).get('points', [])
+  recorded = run_files.read_sweep(workdir).get('points', [])
   return [p for p in recorded if p['name'] not in names]
 
 
-def write_sweep_json(workdir: str, record: dict[str, Any]) -> None:
-  (epath.Path(workdir) / SWEEP_JSON).write_text(json.dumps(record, indent=2))
-
-
 def summary(points: Sequence[Point], workdir: str) -> str:
-  """A table of every point: status, top-1 and wall time."""
+  """A table of every point: status, top-1 and training time. Top-1 is the
+  EMA weights' when every completed point has them (as in the report)."""
+  results = {
+    p.name: run_files.read_results(epath.Path(workdir) / p.name) for p in points
+  }
+  prefix = run_files.metric_prefix(results.values())
   rows = []
   for point in points:
-    results = read_results(epath.Path(workdir) / point.name)
-    top1 = top1_percent(results)
-    # The run's own wall time, as in the report; for a failed point, the
-    # time until it failed.
-    seconds = (results or {}).get('wall_time_seconds', point.seconds)
+    top1 = run_files.top_k_percent(results[point.name], 1, prefix)
+    # The run's own training time, as in the report; for a failed point,
+    # the time until it failed.
+    seconds = (results[point.name] or {}).get(
+      'wall_time_seconds', point.seconds
+    )
     status = point.status + (' (earlier run)' if point.skipped else '')
     rows.append(
       [
@@ -387,8 +374,9 @@ def summary(points: Sequence[Point], workdir: str) -> str:
         '-' if seconds is None else f'{seconds:.0f}',
       ]
     )
+  label = 'Top-1 (%, EMA)' if prefix else 'Top-1 (%)'
   return paper.markdown_table(
-    ['Point', 'Status', 'Top-1 (%)', 'Wall time (s)'], rows
+    ['Point', 'Status', label, 'Training time (s)'], rows
   )
 
 
@@ -409,7 +397,7 @@ def run_sweep(
 
   def save():
     current = [p.to_json() for p in points]
-    write_sweep_json(workdir, {**header, 'points': current + earlier})
+    run_files.write_sweep(workdir, {**header, 'points': current + earlier})
 
   save()
   with _Stopper() as stopper:
@@ -420,8 +408,8 @@ def run_sweep(
       point_dir = str(epath.Path(workdir) / point.name)
       log_path = os.path.join(logdir, point.name, LOG_TXT)
       prefix = f'[{index}/{len(points)}] {point.name}:'
-      results = read_results(point_dir)
-      if results and results.get('status') == 'completed':
+      results = run_files.read_results(point_dir)
+      if run_files.is_completed(results):
         point.status, point.skipped = 'completed', True
         print(f'{prefix} {describe(point, results)}', flush=True)
         continue
@@ -430,7 +418,7 @@ def run_sweep(
       save()
       run_point(point, point_dir, log_path, stopper)
       save()
-      results = read_results(point_dir)
+      results = run_files.read_results(point_dir)
       print(f'{prefix} {describe(point, results, log_path)}', flush=True)
   save()
   print(f'\n{summary(points, workdir)}\n', flush=True)
@@ -476,15 +464,11 @@ def define_flags() -> None:
 
 def main(argv: Sequence[str]) -> None:
   if len(argv) > 1:
-    raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+    cli.fail(f'unexpected arguments: {" ".join(argv[1:])}')
   config_file = config_flags.get_config_filename(FLAGS['config'])
   user_overrides = config_flags.get_override_values(FLAGS['config'])
-  try:
-    points = expand(FLAGS.sweep)
-    resolve(points, FLAGS.config, user_overrides)
-  except SweepError as e:
-    print(f'error: {e}', file=sys.stderr)
-    sys.exit(1)
+  points = expand(FLAGS.sweep)
+  resolve(points, FLAGS.config, user_overrides)
   build_commands(
     points,
     python=FLAGS.python,
@@ -517,4 +501,4 @@ def main(argv: Sequence[str]) -> None:
 
 if __name__ == '__main__':
   define_flags()
-  app.run(main)
+  cli.run(main, config_flags=('config', 'sweep'))

@@ -11,17 +11,13 @@ import atexit
 import hashlib
 import json
 import os
-import sys
 import types
 
 import jax
 import numpy as np
-from absl import app
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-import main as entry  # noqa: E402
-from mobilenet_flax import train  # noqa: E402
+import main as entry
+from mobilenet_flax import cli, steps, train
 
 record = {
   'process_index': None,
@@ -114,11 +110,11 @@ def _write_record():
     json.dump(record, f)
 
 
-_original_make_train_step = train.make_train_step
+_original_make_train_step = steps.make_train_step
 _original_data_source = train.data_source
-train.make_train_step = _instrumented_make_train_step
+steps.make_train_step = _instrumented_make_train_step
 train.data_source = _instrumented_data_source
 atexit.register(_write_record)
 
 if __name__ == '__main__':
-  app.run(entry.main)
+  cli.run(entry.main)

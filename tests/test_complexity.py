@@ -101,13 +101,11 @@ def test_released_params_within_rounding():
     assert abs(c.params / 1e6 - mparams) <= 0.01
 
 
-def test_counts_do_not_depend_on_depthwise_impl():
+def test_counts_do_not_depend_on_conv_impl():
   a = complexity.count(models.MobileNetV1(alpha=0.25), 96)
-  b = complexity.count(
-    models.MobileNetV1(alpha=0.25, depthwise_impl='shifted'), 96
-  )
+  b = complexity.count(models.MobileNetV1(alpha=0.25, conv_impl='shifted'), 96)
   c = complexity.count(
-    models.MobileNetV1(alpha=0.25, depthwise_impl='grouped_conv'), 96
+    models.MobileNetV1(alpha=0.25, conv_impl='grouped_conv'), 96
   )
   assert a == b == c
 
@@ -143,7 +141,8 @@ def test_cli_json():
 def test_cli_rejects_bad_values():
   result = _cli('--alpha', '0', '--json')
   assert result.returncode != 0
-  assert 'alpha must be > 0' in result.stderr
+  assert 'error: --alpha must be in (0, 4], got 0.0.' in result.stderr
+  assert 'Traceback' not in result.stderr
   result = _cli('--resolution', '16')
   assert result.returncode != 0
   assert '--resolution must be >= 32' in result.stderr

@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from configs import default, quickstart
-from mobilenet_flax import config_lib
+from mobilenet_flax import config_lib, models
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 CONFIG_NAMES = sorted(
@@ -29,7 +29,7 @@ def test_config_files_found():
 def test_every_config_loads_and_validates(name):
   config = load(name)
   config_lib.validate(config)
-  assert 0 < config.alpha <= config_lib.MAX_ALPHA
+  assert 0 < config.model.alpha <= models.MAX_ALPHA
   assert config.resolution >= 32
 
 
@@ -37,7 +37,7 @@ def test_every_config_loads_and_validates(name):
 def test_every_config_takes_alpha_and_res(name):
   config = load(name, 'alpha=0.5,res=160')
   config_lib.validate(config)
-  assert config.alpha == 0.5
+  assert config.model.alpha == 0.5
   assert config.resolution == 160
   assert load(name, 'res=192').resolution == 192
 
@@ -53,46 +53,56 @@ def test_bad_arg_string_is_a_clear_error(name, arg):
   assert "'alpha=<float>,res=<int>'" in message
 
 
+def _set(config, field, value):
+  *parents, name = field.split('.')
+  for parent in parents:
+    config = config[parent]
+  config[name] = value
+
+
 @pytest.mark.parametrize(
   'field, value, message',
   [
-    ('alpha', 0.0, 'alpha must be in (0, 4], got 0.0.'),
-    ('alpha', -1.0, 'alpha must be in (0, 4], got -1.0.'),
-    ('alpha', 4.5, 'alpha must be in (0, 4], got 4.5.'),
+    ('model.alpha', 0.0, 'model.alpha must be in (0, 4], got 0.0.'),
+    ('model.alpha', -1.0, 'model.alpha must be in (0, 4], got -1.0.'),
+    ('model.alpha', 4.5, 'model.alpha must be in (0, 4], got 4.5.'),
     ('resolution', 31, 'resolution must be an integer >= 32, got 31.'),
     ('resolution', 16, 'resolution must be an integer >= 32, got 16.'),
     ('optimizer', 'adam', "optimizer must be one of ('rmsprop', 'momentum')"),
     ('dataset', '', 'dataset must be a tfds dataset name'),
     ('batch_size', 0, 'batch_size must be a positive integer, got 0.'),
     ('lr_schedule', 'step', 'lr_schedule must be one of'),
-    ('dtype', 'float16', 'dtype must be one of'),
+    ('model.dtype', 'float16', 'model.dtype must be one of'),
+    ('model.conv_impl', 'fft', 'model.conv_impl must be one of'),
+    ('num_train_steps', 0, 'num_train_steps must be > 0, or -1'),
   ],
 )
 def test_invalid_value_is_rejected(field, value, message):
   config = default.get_config()
-  config[field] = value
+  _set(config, field, value)
   with pytest.raises(config_lib.ConfigError, match=re.escape(message)):
     config_lib.validate(config)
 
 
 @pytest.mark.parametrize(
-  'field, value', [('alpha', 4.0), ('alpha', 0.125), ('resolution', 32)]
+  'field, value',
+  [('model.alpha', 4.0), ('model.alpha', 0.125), ('resolution', 32)],
 )
 def test_boundary_values_are_accepted(field, value):
   config = default.get_config()
-  config[field] = value
+  _set(config, field, value)
   config_lib.validate(config)
 
 
 def test_every_problem_is_listed_at_once():
   config = default.get_config()
-  config.alpha = 0.0
+  config.model.alpha = 0.0
   config.optimizer = 'adam'
   config.resolution = 16
   with pytest.raises(config_lib.ConfigError) as error:
     config_lib.validate(config)
   message = str(error.value)
-  for field in ('alpha', 'optimizer', 'resolution'):
+  for field in ('model.alpha', 'optimizer', 'resolution'):
     assert f'- {field} must be' in message
 
 
@@ -104,8 +114,10 @@ def test_batch_size_must_split_over_the_devices():
   ):
     config_lib.derive(config, num_train_examples=10_000, device_count=8)
   config.batch_size = 1024
-  derived = config_lib.derive(config, num_train_examples=10_000, device_count=8)
-  assert derived.per_device_batch_size == 128
+  derived = config_lib.derive(
+    config, num_train_examples=10_000, device_count=8, process_count=2
+  )
+  assert derived.per_process_batch_size == 512
 
 
 def test_unknown_dataset_is_a_clear_error():
@@ -135,10 +147,10 @@ def test_main_rejects_an_invalid_value_before_training(tmp_path):
   result = _main(
     '--config=configs/quickstart.py',
     f'--workdir={workdir}',
-    '--config.alpha=-1',
+    '--config.model.alpha=-1',
   )
   assert result.returncode != 0
-  assert 'alpha must be in (0, 4], got -1.0.' in result.stderr
+  assert 'model.alpha must be in (0, 4], got -1.0.' in result.stderr
   assert 'Training' not in result.stderr
   # Nothing was written: validation runs before the workdir is made.
   assert not workdir.exists()

@@ -555,14 +555,6 @@ def test_missing_split(data_dir):
     input_pipeline.get_dataset_info(config)
 
 
-def test_check_batch_size():
-  input_pipeline.check_batch_size(256, 8)
-  with pytest.raises(ValueError, match='not divisible by the 8 devices'):
-    input_pipeline.check_batch_size(100, 8)
-  with pytest.raises(ValueError, match='positive'):
-    input_pipeline.check_batch_size(0, 8)
-
-
 def test_import_hides_gpus_from_tensorflow(monkeypatch):
   calls = []
   monkeypatch.setattr(

@@ -89,7 +89,7 @@ def _random_case(alpha, resolution):
 @functools.cache
 def _apply_fn(alpha, num_classes, impl):
   model = models.MobileNetV1(
-    alpha=alpha, num_classes=num_classes, depthwise_impl=impl
+    alpha=alpha, num_classes=num_classes, conv_impl=impl
   )
   return jax.jit(functools.partial(model.apply, train=False))
 
@@ -308,7 +308,11 @@ def test_cli_run_saves_pretrained(saved_h5, tmp_path, monkeypatch, capsys):
   assert (output_dir, model_fields) == (out, fields)
   _assert_trees_equal(variables, keras_import.variables_from_keras(source))
   printed = capsys.readouterr().out
-  assert 'checkpoint' in printed and out in printed
+  assert printed.splitlines() == [
+    f'Converted {path}: alpha 0.25, resolution 128, 1000 classes, '
+    '470,072 parameters.',
+    f'Wrote {out}',
+  ]
 
 
 def test_flags():

@@ -58,7 +58,7 @@ def test_resolve_impl():
   for impl in ('grouped_conv', 'shifted'):
     assert layers.resolve_impl(impl, 'cpu') == impl
     assert layers.resolve_impl(impl, 'tpu') == impl
-  with pytest.raises(ValueError, match='depthwise_impl'):
+  with pytest.raises(ValueError, match='conv_impl'):
     layers.resolve_impl('im2col')
 
 
@@ -232,11 +232,9 @@ def test_model_variables_and_logits_match(resolution):
     jax.random.key(16), (2, resolution, resolution, 3), minval=-1, maxval=1
   )
   grouped = models.MobileNetV1(
-    alpha=0.25, num_classes=10, depthwise_impl='grouped_conv'
+    alpha=0.25, num_classes=10, conv_impl='grouped_conv'
   )
-  shifted = models.MobileNetV1(
-    alpha=0.25, num_classes=10, depthwise_impl='shifted'
-  )
+  shifted = models.MobileNetV1(alpha=0.25, num_classes=10, conv_impl='shifted')
   variables = _jit_init(grouped, x)
   shifted_variables = _jit_init(shifted, x)
   assert _tree_signature(variables) == _tree_signature(shifted_variables)
@@ -261,12 +259,12 @@ def test_model_train_step_gradients_match():
   )
   labels = jnp.array([0, 3, 5, 9])
 
-  def grads(depthwise_impl, variables):
+  def grads(conv_impl, variables):
     model = models.MobileNetV1(
       alpha=0.25,
       num_classes=10,
       dropout_rate=0.0,
-      depthwise_impl=depthwise_impl,
+      conv_impl=conv_impl,
     )
 
     def loss(params):

@@ -134,12 +134,15 @@ def test_cross_replica_batch_norm_axis_name():
 @pytest.mark.parametrize(
   ('kwargs', 'message'),
   [
-    (dict(alpha=0), 'alpha must be > 0'),
-    (dict(alpha=-0.5), 'alpha must be > 0'),
+    (dict(alpha=0), r'alpha must be in \(0, 4\]'),
+    (dict(alpha=-0.5), r'alpha must be in \(0, 4\]'),
+    # The same bounds as config validation: one rule for both.
+    (dict(alpha=4.5), r'alpha must be in \(0, 4\]'),
+    (dict(dtype='float16'), 'dtype must be one of'),
     (dict(num_classes=0), 'num_classes'),
     (dict(dropout_rate=1.0), 'dropout_rate'),
     (dict(activation='gelu'), 'activation'),
-    (dict(depthwise_impl='fft'), 'depthwise_impl'),
+    (dict(conv_impl='fft'), 'conv_impl'),
   ],
 )
 def test_bad_fields_raise(kwargs, message):

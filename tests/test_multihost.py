@@ -31,8 +31,14 @@ def _run_pair(tmp_path, workdirs, data_dir, *overrides, tag):
   output)] in process order."""
   port = _free_port()
   env = dict(os.environ)
-  env['XLA_FLAGS'] = '--xla_force_host_platform_device_count=2'
+  # Two fake devices each, compiled at the suite's optimisation level.
+  env['XLA_FLAGS'] = (
+    '--xla_force_host_platform_device_count=2 '
+    '--xla_backend_optimization_level=0'
+  )
   env['JAX_PLATFORMS'] = 'cpu'
+  # main.py and the worker import the project from the checkout.
+  env['PYTHONPATH'] = ROOT
   procs = []
   for pid, workdir in enumerate(workdirs):
     record = tmp_path / f'{tag}_record_{pid}.json'

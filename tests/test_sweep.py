@@ -25,9 +25,9 @@ TINY = [
   '--config.batch_size=16',
   '--config.eval_every_steps=1000',
 ]
-GOOD_POINTS = [{'alpha': 0.125}, {'alpha': 0.25}]
+GOOD_POINTS = [{'model.alpha': 0.125}, {'model.alpha': 0.25}]
 # Valid as a config, fails once main.py looks the dataset up.
-FAILING_POINT = {'alpha': 0.25, 'dataset': 'no_such_dataset'}
+FAILING_POINT = {'model.alpha': 0.25, 'dataset': 'no_such_dataset'}
 
 
 def write_sweep(path, points):
@@ -67,7 +67,7 @@ def run_module(module, *args):
 def test_paper_sweeps_expand_to_the_paper_points(name, expected):
   points = sweep.expand(str(SWEEPS / f'{name}.py'))
   assert [
-    (p.overrides['alpha'], p.overrides['resolution']) for p in points
+    (p.overrides['model.alpha'], p.overrides['resolution']) for p in points
   ] == (expected)
   names = [p.name for p in points]
   assert len(set(names)) == len(names) == len(expected)
@@ -75,10 +75,10 @@ def test_paper_sweeps_expand_to_the_paper_points(name, expected):
 
 
 def test_point_names_are_readable_and_safe():
-  assert sweep.point_name({'alpha': 0.75, 'resolution': 192}) == (
+  assert sweep.point_name({'model.alpha': 0.75, 'resolution': 192}) == (
     'alpha_0.75_res_192'
   )
-  assert sweep.point_name({'alpha': 1.0, 'optimizer': 'momentum'}) == (
+  assert sweep.point_name({'model.alpha': 1.0, 'optimizer': 'momentum'}) == (
     'alpha_1.0_optimizer_momentum'
   )
   assert sweep.point_name({'dataset': 'imagenette/full-size-v2'}) == (
@@ -96,7 +96,7 @@ def test_every_sweep_file_validates(config_module):
 
 def test_bad_sweep_files_are_clear_errors(tmp_path):
   with pytest.raises(sweep.SweepError, match='repeats'):
-    sweep.expand(write_sweep(tmp_path / 'twice.py', [{'alpha': 0.5}] * 2))
+    sweep.expand(write_sweep(tmp_path / 'twice.py', [{'model.alpha': 0.5}] * 2))
   with pytest.raises(sweep.SweepError, match='non-empty list'):
     sweep.expand(write_sweep(tmp_path / 'empty.py', []))
   (tmp_path / 'none.py').write_text('POINTS = []\n')
@@ -108,16 +108,17 @@ def test_bad_sweep_files_are_clear_errors(tmp_path):
 
 def test_invalid_points_are_all_reported_before_running():
   points = [
-    sweep.Point('ok', {'alpha': 0.5}),
-    sweep.Point('zero', {'alpha': 0.0}),
+    sweep.Point('ok', {'model.alpha': 0.5}),
+    sweep.Point('zero', {'model.alpha': 0.0}),
     sweep.Point('tiny', {'resolution': 16}),
     sweep.Point('typo', {'widht': 1}),
   ]
   with pytest.raises(sweep.SweepError) as error:
-    sweep.resolve(points, quickstart.get_config(), {'alpha': 0.25})
+    sweep.resolve(points, quickstart.get_config(), {'model.alpha': 0.25})
   message = str(error.value)
-  assert "The sweep sets ['alpha'] for each point; drop --config.alpha" in (
-    message
+  assert (
+    "The sweep sets ['model.alpha'] for each point; drop "
+    '--config.model.alpha' in message
   )
   assert 'Point zero: Invalid config' in message
   assert 'alpha must be in (0, 4], got 0.0.' in message
@@ -151,7 +152,7 @@ def test_dry_run_prints_every_main_py_command(tmp_path):
       f'--workdir={workdir}/alpha_{alpha}_res_{res}',
       '--config.num_train_steps=50',
       '--config.data_dir=/data/tfds',
-      f'--config.alpha={alpha}',
+      f'--config.model.alpha={alpha}',
       f'--config.resolution={res}',
     ]
   assert not workdir.exists()
@@ -159,7 +160,9 @@ def test_dry_run_prints_every_main_py_command(tmp_path):
 
 def test_invalid_sweep_runs_nothing(tmp_path):
   workdir = tmp_path / 'sweep'
-  path = write_sweep(tmp_path / 'bad.py', [{'alpha': 0.5}, {'alpha': 5.0}])
+  path = write_sweep(
+    tmp_path / 'bad.py', [{'model.alpha': 0.5}, {'model.alpha': 5.0}]
+  )
   result = run_module(
     'mobilenet_flax.sweep',
     f'--sweep={path}',
@@ -291,12 +294,13 @@ def test_each_point_runs_the_printed_command_in_its_own_workdir(swept):
     assert results['status'] == 'completed'
     assert results['step'] == 2
     assert results['model'] == {
-      'alpha': overrides['alpha'],
+      'alpha': overrides['model.alpha'],
       'resolution': 32,
       'num_classes': 10,
     }
     log = (point_dir / 'log.txt').read_text()
-    assert f'--config.alpha={overrides["alpha"]}' in log.splitlines()[1]
+    line = log.splitlines()[1]
+    assert f'--config.model.alpha={overrides["model.alpha"]}' in line
 
 
 def test_report_on_the_sweep(swept, tmp_path):

@@ -13,7 +13,14 @@ import pytest
 from flax import jax_utils
 
 from configs import quickstart
-from mobilenet_flax import checkpoints, config_lib, optim, synthetic, train
+from mobilenet_flax import (
+  checkpoints,
+  config_lib,
+  optim,
+  steps,
+  synthetic,
+  train,
+)
 
 
 @pytest.fixture(scope='module')
@@ -32,7 +39,10 @@ def tiny_config(data_dir, **overrides):
   config.checkpoint_every_steps = 1000
   config.warmup_epochs = 0.0
   for key, value in overrides.items():
-    config[key] = value
+    block, name = config, key
+    if key in config.model:
+      block = config.model
+    block[name] = value
   return config
 
 
@@ -77,7 +87,7 @@ def test_relative_workdir(data_dir, tmp_path, monkeypatch):
 
 def _pmapped_step(config, model, tx, lr_fn, params, devices):
   step = functools.partial(
-    train.train_step,
+    steps.train_step,
     model=model,
     tx=tx,
     learning_rate_fn=lr_fn,
@@ -86,7 +96,7 @@ def _pmapped_step(config, model, tx, lr_fn, params, devices):
     label_smoothing=config.label_smoothing,
     ema_decay=config.ema_decay,
   )
-  return jax.pmap(step, axis_name=train.AXIS, devices=devices)
+  return jax.pmap(step, axis_name=steps.AXIS, devices=devices)
 
 
 def test_four_devices_match_one_device_on_the_same_global_batch():
@@ -97,10 +107,10 @@ def test_four_devices_match_one_device_on_the_same_global_batch():
   with jax.enable_x64(True):
     config = tiny_config(None, dropout_rate=0.0)
     derived = config_lib.derive(config, num_train_examples=1000, device_count=4)
-    model = train.create_model(config, 10, dtype=jnp.float64)
+    model = steps.create_model(config, 10, dtype=jnp.float64)
     lr_fn = optim.create_learning_rate_fn(config, derived)
     tx = optim.create_optimizer(config, lr_fn)
-    state = train.create_train_state(config, model, tx, jax.random.PRNGKey(0))
+    state = steps.create_train_state(config, model, tx, jax.random.PRNGKey(0))
     to64 = lambda tree: jax.tree.map(lambda x: x.astype(jnp.float64), tree)
     params = to64(state.params)
     state = state.replace(
@@ -226,7 +236,7 @@ def test_checkpoint_from_another_model_is_a_clear_error(data_dir, tmp_path):
   workdir = str(tmp_path / 'run')
   train.train_and_evaluate(tiny_config(data_dir, num_train_steps=1), workdir)
   config = tiny_config(data_dir, num_train_steps=2)
-  config.alpha = 0.25
+  config.model.alpha = 0.25
   config.resolution = 40
   with pytest.raises(checkpoints.CheckpointMismatchError) as e:
     train.train_and_evaluate(config, workdir)
@@ -246,7 +256,8 @@ def _tf1_rmsprop(params, grads_seq, lrs, decay, momentum, eps):
 
 
 def test_rmsprop_matches_tf1_update_equations():
-  config = tiny_config(None)
+  # Without weight decay: the update is RMSprop's alone.
+  config = tiny_config(None, weight_decay=0.0)
   schedule = lambda step: 0.1 * 0.5 ** (step // 2)
   tx = optim.create_optimizer(config, schedule)
   params = np.array([0.5, -1.5, 2.0], np.float32)
@@ -277,8 +288,8 @@ def test_rmsprop_matches_tf1_update_equations():
 
 def test_weight_decay_mask_covers_conv_and_dense_kernels_only():
   config = tiny_config(None)
-  model = train.create_model(config, 10)
-  params = train.initial_variables(model, 32, jax.random.PRNGKey(0))['params']
+  model = steps.create_model(config, 10)
+  params = steps.initial_variables(model, 32, jax.random.PRNGKey(0))['params']
   mask = optim.weight_decay_mask(params)
   decayed = {m for m, leaves in mask.items() if leaves.get('kernel')}
   expected = {'conv1', 'logits'} | {f'conv_pw_{i}' for i in range(1, 14)}
@@ -328,6 +339,6 @@ def test_eval_mode_scores_a_workdir_and_exported_weights(data_dir, tmp_path):
   assert from_export['eval'] == from_workdir['eval']
   on_disk = json.loads((tmp_path / 'eval2' / 'eval_results.json').read_text())
   assert on_disk['eval'] == from_export['eval']
-  config.alpha = 0.25
+  config.model.alpha = 0.25
   with pytest.raises(checkpoints.CheckpointMismatchError, match='alpha'):
     train.evaluate(config, str(tmp_path / 'eval3'))

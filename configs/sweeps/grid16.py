@@ -19,7 +19,7 @@ from mobilenet_flax import paper
 
 def get_sweep() -> list[dict]:
   return [
-    {'alpha': alpha, 'resolution': res}
+    {'model.alpha': alpha, 'resolution': res}
     for alpha in paper.ALPHAS
     for res in paper.RESOLUTIONS
   ]

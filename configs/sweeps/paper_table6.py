@@ -14,4 +14,4 @@ from mobilenet_flax import paper
 
 
 def get_sweep() -> list[dict]:
-  return [{'alpha': alpha, 'resolution': 224} for alpha in paper.ALPHAS]
+  return [{'model.alpha': alpha, 'resolution': 224} for alpha in paper.ALPHAS]

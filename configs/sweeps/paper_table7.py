@@ -15,4 +15,4 @@ from mobilenet_flax import paper
 
 
 def get_sweep() -> list[dict]:
-  return [{'alpha': 1.0, 'resolution': res} for res in paper.RESOLUTIONS]
+  return [{'model.alpha': 1.0, 'resolution': res} for res in paper.RESOLUTIONS]

@@ -14,4 +14,4 @@ of that run.
 
 
 def get_sweep() -> list[dict]:
-  return [{'alpha': alpha, 'resolution': 32} for alpha in (0.5, 0.25)]
+  return [{'model.alpha': alpha, 'resolution': 32} for alpha in (0.5, 0.25)]

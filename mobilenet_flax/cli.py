@@ -1,0 +1,173 @@
+"""What every command-line program of the project shares.
+
+* Quiet logs: the libraries' start-up and per-save INFO lines (TensorFlow's
+  C++ banners, orbax, tfds, JAX's backend probing, deprecation notices) are
+  hidden unless `--verbosity` is 1 or more. Importing this module first
+  sets TensorFlow's C++ log level before TensorFlow can load.
+* One-line errors: an `errors.Error`, a bad flag or config override, or an
+  OS error (a full disk, a read-only directory) prints one `error: ...`
+  line on stderr and exits 1, with no traceback; anything else is a bug and
+  keeps its traceback.
+* Config files: `--config=configs/x.py` is found relative to the current
+  directory or, failing that, to the project's root, so the commands work
+  from any directory.
+"""
+
+import contextlib
+import logging as std_logging
+import os
+import pathlib
+import re
+import sys
+import warnings
+from collections.abc import Callable, Sequence
+
+# The project's root: configs/ and main.py live here.
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+
+
+def _verbosity(argv: Sequence[str]) -> int:
+  """absl's --verbosity/-v from the raw command line (flags are parsed
+  later, after the libraries that log have loaded)."""
+  for i, arg in enumerate(argv):
+    match = re.fullmatch(r'--?(?:verbosity|v)(?:=(-?\d+))?', arg)
+    if match:
+      value = match.group(1)
+      if value is None and i + 1 < len(argv):
+        value = argv[i + 1]
+      try:
+        return int(value)
+      except (TypeError, ValueError):
+        return 0
+  return 0
+
+
+VERBOSE = _verbosity(sys.argv) > 0
+if not VERBOSE:
+  # TensorFlow's C++ side logs (oneDNN notices, absl init) before any
+  # Python setting could stop it; 2 keeps its errors.
+  os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+
+from absl import app, flags, logging  # noqa: E402
+
+from mobilenet_flax import errors  # noqa: E402
+
+# Exit status of a run stopped by SIGTERM after its checkpoint: a scheduler
+# can requeue it (sysexits' EX_TEMPFAIL, "try again later").
+EXIT_PREEMPTED = 75
+
+
+class _QuietLibraries(std_logging.Filter):
+  """Keeps library INFO chatter and deprecation notices out of the log."""
+
+  _CHATTY = (
+    '/orbax/',
+    '/tensorflow_datasets/',
+    '/tensorflow/',
+    '/clu/',
+    '/jax/_src/xla_bridge',
+    '/jax/_src/distributed',
+    '/absl/logging',
+  )
+
+  def filter(self, record):
+    path = record.pathname or ''
+    if record.levelno >= std_logging.ERROR:
+      return True
+    if 'deprecat' in record.getMessage().lower():
+      return False
+    if record.levelno >= std_logging.WARNING:
+      return True
+    return not any(part in path for part in self._CHATTY)
+
+
+def setup_logging() -> None:
+  """Applies the quiet filter to absl's handler (the libraries log through
+  Python loggers whose records reach it by propagation)."""
+  if VERBOSE:
+    return
+  logging.get_absl_handler().python_handler.addFilter(_QuietLibraries())
+  warnings.filterwarnings('ignore', category=DeprecationWarning)
+  warnings.filterwarnings('ignore', category=FutureWarning)
+  # absl prints its own "absl::InitializeLog" style notice through this
+  # logger at start-up; the rest of the program logs through absl.
+  std_logging.getLogger('tensorflow').setLevel(std_logging.ERROR)
+
+
+@contextlib.contextmanager
+def quiet_native_logs():
+  """Silences what native code writes to stderr while loading (TensorFlow
+  prints oneDNN and absl start-up notices from C++ at import, whatever its
+  log-level settings say). Python errors still surface: they are raised,
+  and printed after this block. With --verbosity >= 1, a no-op."""
+  if VERBOSE:
+    yield
+    return
+  sys.stderr.flush()
+  saved = os.dup(2)
+  try:
+    with open(os.devnull, 'w') as devnull:
+      os.dup2(devnull.fileno(), 2)
+      yield
+  finally:
+    os.dup2(saved, 2)
+    os.close(saved)
+
+
+def fail(message: str, status: int = 1):
+  """Prints `message` as the one `error:` line and exits."""
+  first, *rest = str(message).strip().splitlines() or ['']
+  print(f'error: {first}', file=sys.stderr)
+  for line in rest:
+    print(f'  {line.strip()}' if line.strip() else '', file=sys.stderr)
+  sys.exit(status)
+
+
+def resolve_config_paths(argv: Sequence[str], names=('config',)) -> list[str]:
+  """Rewrites `--config=FILE[:args]` to a path that exists: FILE as given,
+  else relative to the project root. A file found in neither is an error."""
+  out = []
+  for arg in argv:
+    for name in names:
+      prefix = f'--{name}='
+      if not arg.startswith(prefix):
+        continue
+      path, colon, rest = arg[len(prefix) :].partition(':')
+      if path and not os.path.exists(path):
+        candidate = ROOT / path
+        if not candidate.exists():
+          fail(
+            f'No config file {path!r}: looked in {os.getcwd()} and in {ROOT}.'
+          )
+        arg = f'{prefix}{candidate}{colon}{rest}'
+    out.append(arg)
+  return out
+
+
+def _parse_flags(argv: list[str]) -> list[str]:
+  """absl's flag parsing, with config-file and override problems as one
+  line (ml_collections raises plain AttributeErrors and multi-line
+  OSErrors for a mistyped `--config.field` or a broken config file)."""
+  try:
+    return flags.FLAGS(argv)
+  except flags.Error as e:
+    fail(f'{e}\nPass --help for the flags.')
+  except (AttributeError, KeyError, TypeError, ValueError, OSError) as e:
+    message = str(e).strip().strip('\'"').replace('\\n', ' ')
+    fail(f'bad flag or config override: {message}')
+
+
+def run(main: Callable[[list[str]], None], config_flags=('config',)) -> None:
+  """`absl.app.run(main)` with the project's logging and error handling."""
+
+  def wrapped(argv):
+    setup_logging()
+    try:
+      main(argv)
+    except errors.Error as e:
+      fail(str(e))
+    except OSError as e:
+      fail(f'{e}')
+
+  sys.argv = resolve_config_paths(sys.argv, config_flags)
+  app.run(wrapped, flags_parser=_parse_flags)
