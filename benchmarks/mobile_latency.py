@@ -12,14 +12,15 @@ weights: latency does not depend on their values) this script
    forward pass (`depthwise_impl='auto'`, the CPU formulation here);
 3. times every case in interleaved rounds (each round times every case of
    every size once, `--runs` calls each, and runs the PyTorch peer
-   `torch_mobilenet_v1.py --mode=infer --batch=1` once per size), so that
-   all of them see the same machine load.
+   `torch_mobilenet_v1.py --mode=infer --batch=1` once per size and thread
+   count), so that all of them see the same machine load.
 
 It prints one JSON line on stdout: per size and case the median over rounds
-of the per-round median milliseconds, the per-round values, file sizes,
-and speedups (ratio above 1: the first named is faster). Progress goes to
-stderr. Without `--peer_python` (default `.venv-peer/bin/python`, `make
-peer` builds it) the PyTorch columns are left out with a note.
+of the per-round median milliseconds, the smallest per-round median, the
+per-round values, file sizes, and speedups (ratio above 1: the first named
+is faster). Progress goes to stderr. Without `--peer_python` (default
+`.venv-peer/bin/python`, `make peer` builds it) the PyTorch columns are
+left out with a note.
 
   .venv/bin/python benchmarks/mobile_latency.py --rounds=3
 """
@@ -172,7 +173,7 @@ def jax_case(alpha: float, resolution: int, image: np.ndarray):
   return lambda: jax.block_until_ready(forward(variables, x))
 
 
-def run_peer(alpha: float, resolution: int) -> float | None:
+def run_peer(alpha: float, resolution: int, threads: int) -> float | None:
   cmd = [
     FLAGS.peer_python,
     FLAGS.peer_script,
@@ -182,6 +183,7 @@ def run_peer(alpha: float, resolution: int) -> float | None:
     f'--resolution={resolution}',
     f'--steps={FLAGS.runs}',
     f'--warmup={FLAGS.warmup}',
+    f'--threads={threads}',
   ]
   result = subprocess.run(cmd, capture_output=True, text=True, check=False)
   if result.returncode:
@@ -191,18 +193,21 @@ def run_peer(alpha: float, resolution: int) -> float | None:
   return 1000 * report['seconds_per_step']
 
 
+def suffix(threads: int | str) -> str:
+  return f'{threads}_thread{"" if int(threads) == 1 else "s"}'
+
+
 def speedups(medians: dict[str, float]) -> dict[str, float]:
   """other / this for the comparisons worth quoting (above 1: `this` is
-  faster)."""
-  out = {}
+  faster). LiteRT and PyTorch are compared at equal thread counts; our JAX
+  forward uses every core, like the PyTorch run with the most threads."""
   pairs = []
   for threads in FLAGS.threads:
-    suffix = f'{threads}_thread{"s" if threads != "1" else ""}'
-    f, q = f'litert_float_{suffix}', f'litert_int8_{suffix}'
-    pairs.append((q, f))
-    for case in (f, q):
-      pairs += [(case, 'jax'), (case, 'pytorch')]
-  pairs.append(('jax', 'pytorch'))
+    f, q = f'litert_float_{suffix(threads)}', f'litert_int8_{suffix(threads)}'
+    pytorch = f'pytorch_{suffix(threads)}'
+    pairs += [(q, f), (f, 'jax'), (q, 'jax'), (f, pytorch), (q, pytorch)]
+  pairs.append(('jax', f'pytorch_{suffix(max(FLAGS.threads, key=int))}'))
+  out = {}
   for this, other in pairs:
     if medians.get(this) and medians.get(other):
       out[f'{this}_vs_{other}'] = round(medians[other] / medians[this], 3)
@@ -247,9 +252,8 @@ def main(argv):
     cases[key] = {}
     delegated = {}
     for n in threads:
-      suffix = f'{n}_thread{"s" if n != 1 else ""}'
       for kind, path in (('float', float_path), ('int8', int8_path)):
-        name = f'litert_{kind}_{suffix}'
+        name = f'litert_{kind}_{suffix(n)}'
         cases[key][name], delegated[name] = litert_case(path, n, image)
     cases[key]['jax'] = jax_case(alpha, res, image)
     info[key] = {
@@ -272,11 +276,12 @@ def main(argv):
       for name, call in size_cases.items():
         ms = time_calls(call, FLAGS.runs, FLAGS.warmup)
         per_round[key].setdefault(name, []).append(round(ms, 3))
-      if peer:
+      for n in threads if peer else ():
         alpha, res = info[key]['alpha'], info[key]['resolution']
-        ms = run_peer(alpha, res)
+        ms = run_peer(alpha, res, n)
         if ms is not None:
-          per_round[key].setdefault('pytorch', []).append(round(ms, 3))
+          name = f'pytorch_{suffix(n)}'
+          per_round[key].setdefault(name, []).append(round(ms, 3))
       summary = ', '.join(f'{n} {v[-1]:.2f}' for n, v in per_round[key].items())
       log(f'round {r + 1}/{FLAGS.rounds} {key}: {summary} ms')
 
@@ -286,6 +291,9 @@ def main(argv):
     results[key] = {
       **info[key],
       'median_ms': medians,
+      # The least disturbed round: on a shared machine, closest to what an
+      # idle one gives.
+      'min_ms': {n: min(v) for n, v in rounds.items()},
       'per_round_ms': rounds,
       'speedups': speedups(medians),
     }
