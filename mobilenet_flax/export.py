@@ -548,22 +548,25 @@ def images_from_files(
     yield np.asarray(image, np.float32)[None]
 
 
-def counted(
-  images: Callable[[], Iterator[np.ndarray]], every: int = 50
-) -> Callable[[], Iterator[np.ndarray]]:
-  """Wraps a calibration source with progress lines and an empty check."""
+class Counted:
+  """A calibration source with progress lines, an empty check and a count
+  of the images the converter actually drew."""
 
-  def generate():
-    n = 0
-    for n, image in enumerate(images(), start=1):
-      if n % every == 0:
-        progress(f'calibrating: {n} images')
+  def __init__(self, images: Callable[[], Iterator[np.ndarray]], every=50):
+    self.images = images
+    self.every = every
+    self.count = 0
+
+  def __call__(self) -> Iterator[np.ndarray]:
+    self.count = 0
+    for image in self.images():
+      self.count += 1
+      if self.count % self.every == 0:
+        progress(f'calibrating: {self.count} images')
       yield image
-    if n == 0:
+    if self.count == 0:
       raise ExportError('the representative dataset produced no images.')
-    progress(f'calibrated on {n} images')
-
-  return generate
+    progress(f'calibrated on {self.count} images')
 
 
 # ---------------------------------------------------------------------------
@@ -797,15 +800,17 @@ def export(
           files[:representative_count], model.resolution, model.crop_fraction
         )
       progress(f'calibration images: {source}')
-      quantization = Quantization(counted(images), int8_io=int8_io)
+      calibration = Counted(images)
+      quantization = Quantization(calibration, int8_io=int8_io)
+    content = export_tflite(model, batch, quantization)
+    if quantize:
       extra['quantization'] = {
         'scheme': 'full integer post-training quantization: int8 '
         'activations, per-channel int8 weights, int32 biases',
         'representative_data': source,
-        'representative_count': representative_count,
+        'representative_images': calibration.count,
         'crop_fraction': model.crop_fraction,
       }
-    content = export_tflite(model, batch, quantization)
     _write(output, content)
     details = _tflite_details(output)
     extra['ops'] = details['ops']

@@ -159,6 +159,9 @@ def test_float_tflite_matches_jax(random_exports, pair):
   actual = export.LiteRTModel(case['paths']['tflite']).predict(case['images'])
   assert actual.shape == case['expected'].shape
   assert relative_error(actual, case['expected']) <= TOLERANCE
+  # A batch-1 file also runs a larger batch once its input is resized.
+  resized = export.LiteRTModel(case['paths']['tflite'])(case['images'])
+  assert relative_error(resized, case['expected']) <= TOLERANCE
 
 
 @pytest.mark.parametrize('pair', PAIRS)
@@ -472,6 +475,7 @@ def test_digits_int8_agrees_with_float(digits_export):
   assert relative_error(floats, expected) <= TOLERANCE
   quantization = digits_export['info']['tflite_int8']['quantization']
   assert 'train split' in quantization['representative_data']
+  assert quantization['representative_images'] == 128
   # The quickstart evaluates uncropped digits, and the sidecar says so.
   pre = digits_export['info']['tflite']['input']['preprocessing']
   assert pre['central_crop_fraction'] == pytest.approx(1.0)
