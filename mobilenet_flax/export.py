@@ -480,6 +480,21 @@ def load_config(spec: str):
     ) from error
 
 
+def check_dataset(config: Any, data_dir: str | None = None) -> None:
+  """Raises ExportError now, not mid-conversion, if the config's dataset
+  cannot be read (not prepared, unknown name, missing split)."""
+  import input_pipeline
+
+  config = config.copy_and_resolve_references()
+  if data_dir:
+    config.data_dir = data_dir
+  try:
+    input_pipeline.get_dataset_info(config)
+  except input_pipeline.DatasetError as error:
+    message = ' '.join(str(error).split())
+    raise ExportError(f'--representative_config: {message}') from error
+
+
 def images_from_config(
   config: Any,
   resolution: int,
@@ -765,6 +780,8 @@ def export(
   config = representative_config
   if isinstance(config, str):
     config = load_config(config)
+  if config is not None:
+    check_dataset(config, data_dir)
   # Last, as it may create the output's directory.
   check_output(output)
 
