@@ -56,6 +56,8 @@ from typing import Any
 
 import numpy as np
 
+from mobilenet_flax import cli, errors
+
 FORMATS = ('tflite', 'tflite_int8', 'stablehlo')
 # The project's input convention (input_pipeline.preprocessing): RGB pixels
 # in [0, 255] become pixel / 127.5 - 1, i.e. (pixel - 127.5) / 127.5.
@@ -73,7 +75,7 @@ OUTPUT_NAME = 'logits'
 DYNAMIC = 'dynamic'
 
 
-class ExportError(ValueError):
+class ExportError(errors.Error, ValueError):
   """Bad input to the exporter; the CLI prints it as one `error:` line."""
 
 
@@ -104,6 +106,9 @@ class ExportModel:
   resolution: int
   crop_fraction: float
   source: str
+  # The training run's `config.model` block, when the weights come from a
+  # run of this project (activation, batch-norm epsilon, ...).
+  model_config: dict[str, Any] = dataclasses.field(default_factory=dict)
 
   @property
   def alpha(self) -> float:
@@ -113,26 +118,29 @@ class ExportModel:
   def num_classes(self) -> int:
     return int(self.fields['num_classes'])
 
-  def module(self, depthwise_impl: str = 'grouped_conv'):
+  def module(self, conv_impl: str = 'grouped_conv'):
     """The network; `grouped_conv` unless asked otherwise.
 
     Exported graphs always use `grouped_conv`: it lowers to one convolution
     per layer, which the converter maps to DEPTHWISE_CONV_2D / CONV_2D. The
     CPU training formulation (`shifted`) would export as dozens of slices
-    and multiply-adds per layer.
+    and multiply-adds per layer. Float32 whatever the run trained in.
     """
     from mobilenet_flax import models
 
-    return models.MobileNetV1(
+    fields = dict(self.model_config)
+    fields.update(
       alpha=self.alpha,
       num_classes=self.num_classes,
-      depthwise_impl=depthwise_impl,
+      conv_impl=conv_impl,
+      dtype='float32',
     )
+    return models.MobileNetV1(**fields)
 
-  def forward(self, depthwise_impl: str = 'grouped_conv') -> Callable:
+  def forward(self, conv_impl: str = 'grouped_conv') -> Callable:
     """images [N, H, W, 3] in [-1, 1] -> float32 logits [N, classes]; the
     weights are closed over, so they become constants of the export."""
-    module = self.module(depthwise_impl)
+    module = self.module(conv_impl)
     variables = {
       'params': self.variables['params'],
       'batch_stats': self.variables['batch_stats'],
@@ -149,12 +157,9 @@ class ExportModel:
 
 def _run_config(directory: str) -> dict[str, Any]:
   """The config a training workdir recorded in results.json, if any."""
-  path = os.path.join(directory, 'results.json')
-  try:
-    with open(path) as f:
-      return dict(json.load(f).get('config') or {})
-  except (OSError, ValueError):
-    return {}
+  from mobilenet_flax import run_files
+
+  return dict((run_files.read_results(directory) or {}).get('config') or {})
 
 
 def check_weights_dir(directory: str) -> None:
@@ -206,14 +211,15 @@ def load(
       f'--weights: {directory} does not record {", ".join(missing)}.'
     )
   run_config = _run_config(directory)
-  # Checkpoints record only the fields that fix variable shapes; a run that
-  # changed the activation or the batch-norm epsilon would export wrongly.
-  for key, default in (('activation', 'relu6'), ('bn_epsilon', 1e-3)):
-    if run_config.get(key, default) != default:
-      raise ExportError(
-        f'--weights: the run used {key}={run_config[key]!r}; export '
-        f'supports only the default {default!r}.'
-      )
+  # Checkpoints record the fields that fix variable shapes; the rest of the
+  # model (activation, batch-norm epsilon) comes from the run's config.
+  from mobilenet_flax import config_lib
+
+  model_config = {
+    k: v
+    for k, v in (run_config.get('model') or {}).items()
+    if k in config_lib.MODEL_CONFIG_FIELDS
+  }
   resolution = resolution or fields.get('resolution')
   if not resolution:
     raise ExportError(
@@ -232,6 +238,7 @@ def load(
     resolution=int(resolution),
     crop_fraction=float(crop_fraction),
     source=os.path.abspath(directory),
+    model_config=model_config,
   )
 
 
@@ -271,10 +278,9 @@ def export_stablehlo(
 
 
 def _import_tensorflow():
-  # TF's C++ start-up chatter would bury the progress lines; a level set
-  # by the user wins.
-  os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
-  import tensorflow as tf
+  # TF's C++ start-up chatter would bury the progress lines.
+  with cli.quiet_native_logs():
+    import tensorflow as tf
 
   return tf
 
@@ -283,13 +289,13 @@ def save_tf(
   model: ExportModel,
   directory: str,
   batch: int | str = 1,
-  depthwise_impl: str = 'grouped_conv',
+  conv_impl: str = 'grouped_conv',
 ) -> None:
   """Writes the forward pass as a TF SavedModel (serving_default).
 
   `jax2tf.convert` embeds the StableHLO of the forward pass in one
   XlaCallModule op; the TFLite converter legalizes it op by op.
-  `depthwise_impl` stays `grouped_conv` for export (see
+  `conv_impl` stays `grouped_conv` for export (see
   `ExportModel.module`); tests set it to show what else would happen.
   """
   tf = _import_tensorflow()
@@ -300,7 +306,7 @@ def save_tf(
   if batch == DYNAMIC:
     polymorphic = [f'(batch, {res}, {res}, 3)']
   converted = jax2tf.convert(
-    model.forward(depthwise_impl),
+    model.forward(conv_impl),
     polymorphic_shapes=polymorphic,
     with_gradient=False,
   )
@@ -483,7 +489,8 @@ def load_config(spec: str):
 def check_dataset(config: Any, data_dir: str | None = None) -> None:
   """Raises ExportError now, not mid-conversion, if the config's dataset
   cannot be read (not prepared, unknown name, missing split)."""
-  import input_pipeline
+  with cli.quiet_native_logs():
+    import input_pipeline
 
   config = config.copy_and_resolve_references()
   if data_dir:
@@ -505,7 +512,8 @@ def images_from_config(
   """Up to `count` images [1, H, W, 3] of a config's dataset (default its
   train split), with the project's eval preprocessing (central crop of
   `eval_crop_fraction`, bilinear resize, scaling to [-1, 1])."""
-  import input_pipeline
+  with cli.quiet_native_logs():
+    import input_pipeline
 
   config = config.copy_and_resolve_references()
   config.resolution = resolution

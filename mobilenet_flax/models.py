@@ -70,7 +70,8 @@ def field_problems(fields: dict[str, Any]) -> list[str]:
     'num_classes': (lambda v: _is_int(v) and v >= 1, 'an integer >= 1'),
     'dropout_rate': (lambda v: _is_number(v) and 0 <= v < 1, 'in [0, 1)'),
     'activation': (lambda v: v in ACTIVATIONS, f'one of {sorted(ACTIVATIONS)}'),
-    'bn_momentum': (lambda v: _is_number(v) and 0 < v < 1, 'in (0, 1)'),
+    # 0 keeps each batch's statistics as the moving ones.
+    'bn_momentum': (lambda v: _is_number(v) and 0 <= v < 1, 'in [0, 1)'),
     'bn_epsilon': (lambda v: _is_number(v) and v > 0, '> 0'),
     'init_stddev': (lambda v: _is_number(v) and v > 0, '> 0'),
     'conv_impl': (
