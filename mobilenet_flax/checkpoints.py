@@ -27,6 +27,7 @@ Exported weights (`save_pretrained`) are `{'params', 'batch_stats'}` plus a
 
 import contextlib
 import json
+import logging as std_logging
 import os
 import re
 import sys
@@ -110,7 +111,7 @@ class TrainCheckpointer:
   """
 
   def __init__(self, workdir: str, *, keep: int, training: bool = False):
-    _quiet_closed_event_loop()
+    _quiet_follow_up_reports()
     # Orbax wants absolute paths; gs:// and other URLs already are.
     if '://' not in workdir:
       workdir = os.path.abspath(workdir)
@@ -427,28 +428,49 @@ def _agree(outcome: str) -> str:
   return order[int(np.max(codes))]
 
 
-def _quiet_closed_event_loop() -> None:
+def _quiet_follow_up_reports() -> None:
   """Keeps tensorstore's follow-up noise out of the output.
 
-  When one array of a checkpoint fails to read or write, orbax stops its
-  event loop; tensorstore's callbacks for the other arrays then report
-  'Event loop is closed' as an unraisable exception, one traceback per
-  array (hundreds). The failure itself is raised and reported; those
-  reports say nothing more, so they are dropped. Any other unraisable
-  exception goes to the hook that was there before.
+  When arrays of a checkpoint fail to read or write, orbax raises the first
+  failure and stops its event loop. What is left of the others is reported
+  one traceback per array (hundreds): tensorstore's callbacks report
+  'Event loop is closed' as unraisable exceptions, and asyncio logs each
+  failed sibling task as 'Task exception was never retrieved'. The failure
+  itself is raised and reported; those reports say nothing more, so they
+  are dropped. Any other unraisable exception or asyncio record goes on as
+  before.
   """
   previous = sys.unraisablehook
-  if getattr(previous, '_drops_closed_event_loop', False):
-    return
+  if not getattr(previous, '_drops_closed_event_loop', False):
 
-  def hook(unraisable):
-    value = unraisable.exc_value
-    if isinstance(value, RuntimeError) and str(value) == 'Event loop is closed':
-      return
-    previous(unraisable)
+    def hook(unraisable):
+      value = unraisable.exc_value
+      if (
+        isinstance(value, RuntimeError) and str(value) == 'Event loop is closed'
+      ):
+        return
+      previous(unraisable)
 
-  hook._drops_closed_event_loop = True
-  sys.unraisablehook = hook
+    hook._drops_closed_event_loop = True
+    sys.unraisablehook = hook
+  asyncio_logger = std_logging.getLogger('asyncio')
+  if not any(isinstance(f, _SiblingFailures) for f in asyncio_logger.filters):
+    asyncio_logger.addFilter(_SiblingFailures())
+
+
+class _SiblingFailures(std_logging.Filter):
+  """Drops asyncio's 'exception was never retrieved' for tensorstore's
+  errors (a ValueError whose message starts with a status code, such as
+  `OUT_OF_RANGE: Error reading ...`)."""
+
+  def filter(self, record):
+    if 'exception was never retrieved' not in str(record.msg):
+      return True
+    error = record.exc_info[1] if record.exc_info else None
+    return not (
+      isinstance(error, ValueError)
+      and re.match(r'[A-Z_]{6,}: ', str(error)) is not None
+    )
 
 
 def _abstract(x: Any) -> Any:
