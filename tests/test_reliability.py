@@ -434,6 +434,24 @@ def test_damaged_latest_checkpoint_falls_back_to_the_previous_one(
   assert 'Event loop is closed' not in capfd.readouterr().err
 
 
+def test_follow_up_reports_of_a_failed_read_are_dropped(tmp_path, caplog):
+  # When many arrays fail to read, asyncio logs each failed sibling task
+  # (seen with main.py on a data file cut to 1,000 bytes); only the raised
+  # error is reported. Other asyncio errors still show.
+  checkpoints.TrainCheckpointer(str(tmp_path), keep=1).close()
+  asyncio_logger = logging.getLogger('asyncio')
+  damaged = ValueError('OUT_OF_RANGE: Error reading "params.x/0"')
+  other = ValueError('something else')
+  with caplog.at_level(logging.ERROR):
+    for error in (damaged, other):
+      asyncio_logger.error(
+        'Task exception was never retrieved\nfuture: <Task>',
+        exc_info=(ValueError, error, None),
+      )
+  assert 'OUT_OF_RANGE' not in caplog.text
+  assert 'something else' in caplog.text
+
+
 def test_resume_after_a_damaged_checkpoint_matches_an_uninterrupted_run(
   trained, tmp_path
 ):
