@@ -6,12 +6,31 @@ key, step) beside a JSON record of the model fields and the data position.
 Orbax writes each one to a temporary directory and renames it when complete,
 so a crash or preemption mid-save leaves the previous checkpoints intact.
 
+What can go wrong, and what TrainCheckpointer does about it:
+
+* A damaged checkpoint (a file cut short or missing, an emptied step): it
+  is moved to `<workdir>/checkpoints_damaged/<step>` with a warning and the
+  previous one is tried; only when none restores does the run stop, with
+  CheckpointDamagedError. A checkpoint of another model is not damage: it
+  stays where it is and raises CheckpointMismatchError.
+* A save that fails (a full disk): orbax writes in the background, so the
+  training loop asks `check()` after every step; the failure surfaces as
+  one CheckpointWriteError naming the step's path and the cause, and the
+  partial files are removed. Earlier checkpoints are not touched.
+* A non-finite value in the state: `save` refuses to write it
+  (NonFiniteCheckpointError); the train step already stops before one can
+  reach the state, so this is a second guard.
+
 Exported weights (`save_pretrained`) are `{'params', 'batch_stats'}` plus a
 `model.json` of the fields needed to rebuild the model.
 """
 
+import contextlib
 import json
+import logging as std_logging
 import os
+import re
+import sys
 from collections.abc import Mapping
 from typing import Any
 
@@ -21,12 +40,30 @@ import orbax.checkpoint as ocp
 from absl import logging
 from etils import epath
 from flax import serialization
+from jax.experimental import multihost_utils
 
 from mobilenet_flax import errors, models
 
 
 class CheckpointMismatchError(errors.Error, ValueError):
   """A checkpoint that does not fit the model being built."""
+
+
+class CheckpointDamagedError(errors.Error):
+  """A checkpoint whose files cannot be read back."""
+
+
+class CheckpointWriteError(errors.Error):
+  """A checkpoint could not be written (a full disk, say)."""
+
+
+class NonFiniteCheckpointError(errors.Error, FloatingPointError):
+  """A state with NaN or infinite values was about to be saved."""
+
+
+class WeightsNotFoundError(errors.Error, FileNotFoundError):
+  """No exported weights and no training checkpoint where weights were
+  asked for."""
 
 
 def check_fields(
@@ -62,45 +99,137 @@ def _same(a: Any, b: Any) -> bool:
 
 
 class TrainCheckpointer:
-  """Saves and restores the train state of one workdir."""
+  """Saves and restores the train state of one workdir.
 
-  def __init__(self, workdir: str, *, keep: int):
+  Args:
+    workdir: the run's directory; checkpoints go to `<workdir>/checkpoints`.
+    keep: how many checkpoints to keep.
+    training: the checkpointer of the run that trains in `workdir` (which
+      holds its lock): removes the temporary directories of saves that an
+      earlier run left unfinished (killed mid-save). Readers of another
+      run's workdir leave them alone: that run may be saving.
+  """
+
+  def __init__(self, workdir: str, *, keep: int, training: bool = False):
+    _quiet_follow_up_reports()
     # Orbax wants absolute paths; gs:// and other URLs already are.
     if '://' not in workdir:
       workdir = os.path.abspath(workdir)
     self.directory = epath.Path(workdir) / 'checkpoints'
+    self.damaged_directory = epath.Path(workdir) / 'checkpoints_damaged'
     self._manager = ocp.CheckpointManager(
       self.directory,
-      options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=True),
+      options=ocp.CheckpointManagerOptions(
+        max_to_keep=keep, create=True, cleanup_tmp_directories=training
+      ),
     )
+    # The step whose save may still be running in the background.
+    self._pending = None
 
   def latest_step(self) -> int | None:
     return self._manager.latest_step()
 
+  def all_steps(self) -> list[int]:
+    return sorted(self._manager.all_steps())
+
+  # -- Saving ---------------------------------------------------------------
+
   def save(self, step: int, state: Any, meta: Mapping[str, Any]) -> None:
-    """Saves `state` (host or device arrays, unreplicated) at `step`."""
+    """Starts saving `state` (host or device arrays, unreplicated) at `step`.
+
+    The writing goes on in the background; `check` and `wait` report a
+    failure. Raises CheckpointWriteError if the previous save failed or
+    this one cannot start, NonFiniteCheckpointError if the state holds a
+    NaN or an infinity (nothing is written then).
+    """
+    self.wait()
     if step in self._manager.all_steps():
       return
     host_state = serialization.to_state_dict(jax.device_get(state))
-    self._manager.save(
-      step,
-      args=ocp.args.Composite(
-        state=ocp.args.StandardSave(host_state),
-        meta=ocp.args.JsonSave(dict(meta)),
-      ),
-      force=True,
+    bad = _nonfinite_leaves(host_state)
+    if bad:
+      shown = ', '.join(bad[:5]) + (', ...' if len(bad) > 5 else '')
+      raise NonFiniteCheckpointError(
+        f'Not saving step {step} to {self.directory / str(step)}: '
+        f'{len(bad)} arrays hold NaN or infinite values ({shown}). The '
+        'earlier checkpoints are intact.'
+      )
+    try:
+      self._manager.save(
+        step,
+        args=ocp.args.Composite(
+          state=ocp.args.StandardSave(host_state),
+          meta=ocp.args.JsonSave(dict(meta)),
+        ),
+        force=True,
+      )
+    except _WRITE_ERRORS as e:
+      raise self._write_error(step, e) from e
+    self._pending = step
+
+  def check(self) -> None:
+    """Raises CheckpointWriteError if the save in the background has failed;
+    returns at once while it is still running (cheap: call it every step)."""
+    if self._pending is not None and not self._manager.is_saving_in_progress():
+      self.wait()
+
+  def wait(self) -> None:
+    """Blocks until any save in flight is on disk; raises
+    CheckpointWriteError if it failed."""
+    step, self._pending = self._pending, None
+    try:
+      self._manager.wait_until_finished()
+    except _WRITE_ERRORS as e:
+      if step is None:
+        raise
+      raise self._write_error(step, e) from e
+
+  def _write_error(self, step: int, error: Exception) -> CheckpointWriteError:
+    """Removes what the failed save left, and says what happened."""
+    path = self.directory / str(step)
+    if jax.process_index() == 0:
+      for partial in self.directory.glob(f'{step}.orbax-checkpoint-tmp*'):
+        with contextlib.suppress(OSError):
+          partial.rmtree()
+    with contextlib.suppress(Exception):
+      self._manager.reload()
+    earlier = [s for s in self.all_steps() if s < step]
+    kept = (
+      f'The checkpoint of step {earlier[-1]} and earlier ones are intact: '
+      'fix the cause, then run the same command to resume from there.'
+      if earlier
+      else 'No earlier checkpoint exists.'
+    )
+    return CheckpointWriteError(
+      f'Could not write the checkpoint of step {step} to {path}: '
+      f'{_cause(error)}.\n{kept}'
     )
 
+  # -- Restoring ------------------------------------------------------------
+
   def read_meta(self, step: int) -> dict[str, Any]:
-    restored = self._manager.restore(
-      step, args=ocp.args.Composite(meta=ocp.args.JsonRestore())
-    )
-    return dict(restored['meta'])
+    """The JSON record saved with `step`; CheckpointDamagedError if it
+    cannot be read."""
+    try:
+      restored = self._manager.restore(
+        step, args=ocp.args.Composite(meta=ocp.args.JsonRestore())
+      )
+      meta = restored['meta']
+      if not isinstance(meta, Mapping):
+        raise ValueError(f'the record is {type(meta).__name__}, not a dict')
+    except Exception as e:
+      raise self._damaged(step, e) from e
+    return dict(meta)
 
   def restore(
     self, step: int, template: Any, expected: Mapping[str, Any]
   ) -> tuple[Any, dict[str, Any]]:
-    """Restores the state at `step` into the structure of `template`."""
+    """Restores the state at `step` into the structure of `template`.
+
+    Raises CheckpointMismatchError for a checkpoint of another model (its
+    recorded fields, or the shapes of its intact arrays, differ), and
+    CheckpointDamagedError when its files cannot be read.
+    """
     where = str(self.directory / str(step))
     meta = self.read_meta(step)
     check_fields(meta.get('model', {}), expected, where)
@@ -111,30 +240,237 @@ class TrainCheckpointer:
         step,
         args=ocp.args.Composite(state=ocp.args.StandardRestore(target)),
       )['state']
-    except (ValueError, KeyError) as e:
+    except Exception as e:
+      if _not_damage(e):
+        raise
+      # Damaged files, or intact ones of another structure? Without a
+      # target, only damage stops a restore (restore_raw raises then).
+      self.restore_raw(step)
       raise CheckpointMismatchError(
-        f'Checkpoint at {where} does not match the train state: {e}'
+        f'Checkpoint at {where} does not match the train state: '
+        f'{_first_line(e)}'
       ) from e
     _check_shapes(restored, target, where)
     return serialization.from_state_dict(template, restored), meta
 
+  def restore_latest(
+    self, template: Any, expected: Mapping[str, Any]
+  ) -> tuple[int, Any, dict[str, Any]] | None:
+    """The newest checkpoint that restores, as (step, state, meta); None
+    when there is none.
+
+    A damaged checkpoint is moved to `damaged_directory` (so that orbax no
+    longer lists it, and a later save of its step is not skipped), named in
+    a warning, and the one before it is tried. When every checkpoint is
+    damaged, raises CheckpointDamagedError. CheckpointMismatchError passes
+    through: another model's checkpoint is not damage.
+    """
+    damaged = []
+    for step in reversed(self.all_steps()):
+      outcome, error = 'ok', None
+      try:
+        state, meta = self.restore(step, template, expected)
+      except CheckpointDamagedError as e:
+        outcome, error = 'damaged', e
+      except Exception as e:
+        outcome, error = 'error', e
+      outcome = _agree(outcome)
+      if outcome == 'ok':
+        return step, state, meta
+      if outcome == 'error':
+        if error is None or isinstance(error, CheckpointDamagedError):
+          raise CheckpointDamagedError(
+            f'Another process could not restore step {step} of '
+            f'{self.directory}; its output says why.'
+          )
+        raise error
+      moved = self._set_aside(step)
+      logging.warning(
+        'Checkpoint of step %d is damaged (%s); moved it to %s, trying the '
+        'previous one.',
+        step,
+        _first_line(error.__cause__ or error) if error else 'on a peer',
+        moved,
+      )
+      damaged.append(step)
+    if damaged:
+      raise CheckpointDamagedError(
+        f'Every checkpoint in {self.directory} is damaged (steps '
+        f'{", ".join(map(str, sorted(damaged)))}); they were moved to '
+        f'{self.damaged_directory}. Running the same command again starts '
+        'training from step 0; to resume instead, put back an intact copy of '
+        'a checkpoint (from a backup) under checkpoints/.'
+      )
+    return None
+
   def restore_raw(self, step: int) -> dict[str, Any]:
-    """The state at `step` as saved (nested dicts of numpy arrays)."""
-    return self._manager.restore(
-      step, args=ocp.args.Composite(state=ocp.args.StandardRestore())
-    )['state']
+    """The state at `step` as saved (nested dicts of numpy arrays);
+    CheckpointDamagedError if its files cannot be read."""
+    try:
+      return self._manager.restore(
+        step, args=ocp.args.Composite(state=ocp.args.StandardRestore())
+      )['state']
+    except Exception as e:
+      if _not_damage(e):
+        raise
+      raise self._damaged(step, e) from e
+
+  def _damaged(self, step: int, error: Exception) -> Exception:
+    if _not_damage(error):
+      return error
+    return CheckpointDamagedError(
+      f'Checkpoint at {self.directory / str(step)} is damaged: '
+      f'{_first_line(error)}'
+    )
+
+  def _set_aside(self, step: int) -> epath.Path:
+    """Moves the step's directory out of orbax's sight; returns where to."""
+    source = self.directory / str(step)
+    target = self.damaged_directory / str(step)
+    n = 1
+    while target.exists():
+      target = self.damaged_directory / f'{step}.{n}'
+      n += 1
+    if jax.process_index() == 0:
+      self.damaged_directory.mkdir(parents=True, exist_ok=True)
+      source.rename(target)
+    if jax.process_count() > 1:
+      multihost_utils.sync_global_devices(f'checkpoint {step} set aside')
+    self._manager.reload()
+    return target
+
+  # -- The rest -------------------------------------------------------------
 
   def reached_preemption(self, step: int) -> bool:
     """True on every process once JAX's preemption sync point is reached
     (multi-process runs; SIGTERM marks it)."""
     return self._manager.reached_preemption(step)
 
-  def wait(self) -> None:
-    """Blocks until any save in flight is on disk."""
-    self._manager.wait_until_finished()
-
   def close(self) -> None:
-    self._manager.close()
+    """Waits for a save in flight (raising CheckpointWriteError if it
+    failed), then releases orbax's resources."""
+    try:
+      self.wait()
+    finally:
+      self._manager.close()
+
+
+# What a failed write raises: OSError from file operations, ValueError from
+# tensorstore (its status, e.g. RESOURCE_EXHAUSTED, in the message),
+# RuntimeError and TimeoutError from orbax's threads and barriers. Anything
+# else is a bug, and keeps its traceback.
+_WRITE_ERRORS = (OSError, ValueError, RuntimeError)
+
+
+def _nonfinite_leaves(tree: Any) -> list[str]:
+  """The paths of the float arrays in `tree` that hold a NaN or an inf."""
+  bad = []
+  for path, leaf in jax.tree_util.tree_leaves_with_path(tree):
+    x = np.asarray(leaf)
+    if np.issubdtype(x.dtype, np.floating) and not np.isfinite(x).all():
+      bad.append(jax.tree_util.keystr(path))
+  return bad
+
+
+# Status codes of storage errors that say nothing about the checkpoint's
+# files (no access, a timeout, a service down): those are raised as they
+# are, never taken for damage.
+_NOT_DAMAGE = (
+  'PERMISSION_DENIED',
+  'UNAUTHENTICATED',
+  'UNAVAILABLE',
+  'DEADLINE_EXCEEDED',
+  'RESOURCE_EXHAUSTED',
+  'CANCELLED',
+)
+
+
+def _not_damage(error: BaseException) -> bool:
+  if isinstance(
+    error,
+    errors.Error
+    | PermissionError
+    | MemoryError
+    | TimeoutError
+    | ConnectionError
+    | InterruptedError,
+  ):
+    return True
+  return any(code in str(error) for code in _NOT_DAMAGE)
+
+
+def _first_line(error: BaseException) -> str:
+  text = str(error).strip().strip('\'"').replace('\\n', '\n')
+  line = text.splitlines()[0] if text else type(error).__name__
+  return line if len(line) <= 400 else line[:397] + '...'
+
+
+def _cause(error: BaseException) -> str:
+  """What made a write fail, in words: the OS error when there is one
+  (tensorstore reports it as `os_error_code='28'` inside its message)."""
+  seen = error
+  while seen is not None:
+    if isinstance(seen, OSError) and seen.strerror:
+      return seen.strerror
+    match = re.search(r"os_error_code='?(\d+)", str(seen))
+    if match:
+      return os.strerror(int(match.group(1)))
+    seen = seen.__cause__ or seen.__context__
+  return _first_line(error)
+
+
+def _agree(outcome: str) -> str:
+  """The outcome every process acts on: the worst of theirs."""
+  if jax.process_count() == 1:
+    return outcome
+  order = ('ok', 'damaged', 'error')
+  codes = multihost_utils.process_allgather(np.int32(order.index(outcome)))
+  return order[int(np.max(codes))]
+
+
+def _quiet_follow_up_reports() -> None:
+  """Keeps tensorstore's follow-up noise out of the output.
+
+  When arrays of a checkpoint fail to read or write, orbax raises the first
+  failure and stops its event loop. What is left of the others is reported
+  one traceback per array (hundreds): tensorstore's callbacks report
+  'Event loop is closed' as unraisable exceptions, and asyncio logs each
+  failed sibling task as 'Task exception was never retrieved'. The failure
+  itself is raised and reported; those reports say nothing more, so they
+  are dropped. Any other unraisable exception or asyncio record goes on as
+  before.
+  """
+  previous = sys.unraisablehook
+  if not getattr(previous, '_drops_closed_event_loop', False):
+
+    def hook(unraisable):
+      value = unraisable.exc_value
+      if (
+        isinstance(value, RuntimeError) and str(value) == 'Event loop is closed'
+      ):
+        return
+      previous(unraisable)
+
+    hook._drops_closed_event_loop = True
+    sys.unraisablehook = hook
+  asyncio_logger = std_logging.getLogger('asyncio')
+  if not any(isinstance(f, _SiblingFailures) for f in asyncio_logger.filters):
+    asyncio_logger.addFilter(_SiblingFailures())
+
+
+class _SiblingFailures(std_logging.Filter):
+  """Drops asyncio's 'exception was never retrieved' for tensorstore's
+  errors (a ValueError whose message starts with a status code, such as
+  `OUT_OF_RANGE: Error reading ...`)."""
+
+  def filter(self, record):
+    if 'exception was never retrieved' not in str(record.msg):
+      return True
+    error = record.exc_info[1] if record.exc_info else None
+    return not (
+      isinstance(error, ValueError)
+      and re.match(r'[A-Z_]{6,}: ', str(error)) is not None
+    )
 
 
 def _abstract(x: Any) -> Any:
@@ -210,7 +546,7 @@ def load_pretrained(
         'params': params,
         'batch_stats': restored['batch_stats'],
       }, meta['model']
-  raise FileNotFoundError(
+  raise WeightsNotFoundError(
     f'No weights at {path}: expected model.json and variables/ (from '
     '`python -m mobilenet_flax.keras_import`) or a training workdir with '
     'checkpoints/.'

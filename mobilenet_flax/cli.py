@@ -7,13 +7,18 @@
 * One-line errors: an `errors.Error`, a bad flag or config override, or an
   OS error (a full disk, a read-only directory) prints one `error: ...`
   line on stderr and exits 1, with no traceback; anything else is a bug and
-  keeps its traceback.
+  keeps its traceback. Orbax's own error records (a failed save or restore,
+  logged with tracebacks from its threads) are hidden too unless
+  `--verbosity` is 1 or more: the failure reaches the program as an
+  exception, and that is the `error:` line.
 * Config files: `--config=configs/x.py` is found relative to the current
   directory or, failing that, to the project's root, so the commands work
   from any directory.
 """
 
 import contextlib
+import difflib
+import importlib.util
 import logging as std_logging
 import os
 import pathlib
@@ -73,7 +78,9 @@ class _QuietLibraries(std_logging.Filter):
   def filter(self, record):
     path = record.pathname or ''
     if record.levelno >= std_logging.ERROR:
-      return True
+      # Orbax logs a failed write or read with tracebacks (hundreds for one
+      # full disk) before raising it; the raised error is what is reported.
+      return '/orbax/' not in path
     if 'deprecat' in record.getMessage().lower():
       return False
     if record.levelno >= std_logging.WARNING:
@@ -152,9 +159,63 @@ def _parse_flags(argv: list[str]) -> list[str]:
     return flags.FLAGS(argv)
   except flags.Error as e:
     fail(f'{e}\nPass --help for the flags.')
-  except (AttributeError, KeyError, TypeError, ValueError, OSError) as e:
+  except (AttributeError, KeyError) as e:
+    # ml_collections' way of saying that a `--config.x.y` names no field.
+    fail(_unknown_field(argv, e))
+  except (TypeError, ValueError, OSError) as e:
     message = str(e).strip().strip('\'"').replace('\\n', ' ')
     fail(f'bad flag or config override: {message}')
+
+
+def _unknown_field(argv: Sequence[str], error: Exception) -> str:
+  """'--config.alpah: no such config field (did you mean ...?)'."""
+  inner = error
+  while inner.args and isinstance(inner.args[0], BaseException):
+    inner = inner.args[0]
+  text = str(inner.args[0]) if inner.args else str(inner)
+  match = re.match(r'\W*([\w-]+)', text)
+  name = match.group(1) if match else text.strip()
+  # The override that names it: `--config.model.alpah=0.5` for 'alpah'.
+  flag, config = f'--config.{name}', 'config'
+  for arg in argv:
+    head, _, path = arg.partition('=')[0].lstrip('-').partition('.')
+    if arg.startswith('--') and name in path.split('.'):
+      flag, config = f'--{head}.{path}', head
+      break
+  close = [
+    f'--{config}.{field}'
+    for field in _config_fields(argv, config)
+    if difflib.get_close_matches(name, [field.rpartition('.')[2]], cutoff=0.7)
+  ]
+  hint = f' (did you mean {" or ".join(close[:3])}?)' if close else ''
+  return f'{flag}: no such config field{hint}'
+
+
+def _config_fields(argv: Sequence[str], name: str) -> list[str]:
+  """The dotted names of the fields of the config file flag `--name=`
+  gives; [] when it cannot be loaded (the message then has no hint)."""
+  for arg in argv:
+    if not arg.startswith(f'--{name}='):
+      continue
+    path, _, config_arg = arg[len(f'--{name}=') :].partition(':')
+    try:
+      spec = importlib.util.spec_from_file_location('_config_for_hint', path)
+      module = importlib.util.module_from_spec(spec)
+      spec.loader.exec_module(module)
+      config = module.get_config(*([config_arg] if config_arg else []))
+      config = config.to_dict()
+    except Exception:
+      return []
+    fields, todo = [], [('', config)]
+    while todo:
+      prefix, block = todo.pop()
+      for key, value in block.items():
+        if isinstance(value, dict):
+          todo.append((f'{prefix}{key}.', value))
+        else:
+          fields.append(f'{prefix}{key}')
+    return sorted(fields)
+  return []
 
 
 def run(main: Callable[[list[str]], None], config_flags=('config',)) -> None:

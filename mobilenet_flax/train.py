@@ -10,6 +10,7 @@ and other callers can feed their own; by default it is `input_pipeline`
 or `synthetic` batches.
 """
 
+import contextlib
 import dataclasses
 import json
 import signal
@@ -25,6 +26,7 @@ import numpy as np
 from absl import logging
 from etils import epath
 from flax import jax_utils, traverse_util
+from jax.experimental import multihost_utils
 
 from mobilenet_flax import (
   checkpoints,
@@ -348,12 +350,61 @@ def train_and_evaluate(
     parameter and mult-add counts, and training time. `status` is
     'completed', or 'preempted' when SIGTERM stopped the run after a
     checkpoint.
+
+  Raises:
+    run_files.WorkdirLockedError: another run is training in `workdir`.
+    checkpoints.CheckpointDamagedError: no checkpoint of `workdir`
+      restores (damaged ones are moved aside and older ones tried first).
+    checkpoints.CheckpointWriteError: a checkpoint could not be written.
+    NonFiniteError: training produced a NaN or an infinity.
   """
   start_time = time.time()
   run = _setup(config, workdir, data)
-  derived = run.derived
-  run.workdir.mkdir(parents=True, exist_ok=True)
+  try:
+    run.workdir.mkdir(parents=True, exist_ok=True)
+  except OSError as e:
+    raise run_files.RunFileError(
+      f'Cannot create the workdir {run.workdir}: {e.strerror or e}.'
+    ) from e
   distributed.check_shared_workdir(str(run.workdir))
+  # Before anything is written: a second run in this workdir would mix its
+  # checkpoints and results with this one's.
+  with _workdir_lock(run.workdir):
+    return _train(run, start_time)
+
+
+@contextlib.contextmanager
+def _workdir_lock(workdir: epath.Path) -> Iterator[None]:
+  """Holds the workdir's lock (run_files.WorkdirLock) for the run.
+
+  Process 0 takes it for all processes of a multi-process run; the others
+  learn whether it could, so that all stop when it could not.
+  """
+  lock, error = None, None
+  if jax.process_index() == 0:
+    try:
+      lock = run_files.WorkdirLock(workdir)
+      lock.acquire()
+    except Exception as e:
+      lock, error = None, e
+  if jax.process_count() > 1:
+    locked = multihost_utils.broadcast_one_to_all(np.int32(error is None))
+    if not int(locked) and error is None:
+      raise run_files.WorkdirLockedError(
+        f'Process 0 could not lock the workdir {workdir}; its output says why.'
+      )
+  if error is not None:
+    raise error
+  try:
+    yield
+  finally:
+    if lock is not None:
+      lock.release()
+
+
+def _train(run: _Run, start_time: float) -> dict[str, Any]:
+  """The body of `train_and_evaluate`, run while holding the lock."""
+  config, derived = run.config, run.derived
   is_chief = jax.process_index() == 0
   writer = _EventWriter(run.workdir, is_chief)
 
@@ -361,12 +412,14 @@ def train_and_evaluate(
   tx = optim.create_optimizer(config, learning_rate_fn)
   state = _initial_state(run, tx)
   ckpt = checkpoints.TrainCheckpointer(
-    str(run.workdir), keep=config.keep_checkpoints
+    str(run.workdir), keep=config.keep_checkpoints, training=True
   )
   examples_seen, history = 0, []
-  latest = ckpt.latest_step()
-  if latest is not None:
-    state, meta = ckpt.restore(latest, state, run.fields)
+  # The newest checkpoint that restores: damaged ones are moved aside (with
+  # a warning) and older ones tried.
+  restored = ckpt.restore_latest(state, run.fields)
+  if restored is not None:
+    latest, state, meta = restored
     examples_seen = meta['train_examples_seen']
     history = meta.get('segments', [])
     logging.info(
@@ -412,8 +465,15 @@ def train_and_evaluate(
     }
     return [*history, this]
 
+  # The segments the last save recorded; results.json reports the same, so
+  # that a later run that restores them (re-running a finished run) writes
+  # the same training time.
+  saved_segments = history
+
   def save(step: int, state_repl: steps.TrainState, status: str) -> None:
+    nonlocal saved_segments
     _check_finite(state_repl)
+    saved = segments(step, status)
     ckpt.save(
       step,
       jax_utils.unreplicate(state_repl),
@@ -423,10 +483,11 @@ def train_and_evaluate(
         # between restarts.
         'train_examples_seen': examples_seen
         + (step - start_step) * derived.global_batch_size,
-        'segments': segments(step, status),
+        'segments': saved,
         'config': config.to_json_best_effort(),
       },
     )
+    saved_segments = saved
 
   state_repl = jax_utils.replicate(state)
   del state
@@ -448,6 +509,7 @@ def train_and_evaluate(
   # Whatever ends the loop (done, preempted, NaN, a crash), a save in
   # flight is finished before control leaves: an exception must not lose
   # the last good checkpoint.
+  stopped_by_error = True
   try:
     with _PreemptionWatcher() as preemption:
       while step < derived.num_train_steps:
@@ -455,6 +517,9 @@ def train_and_evaluate(
           batch = next(train_iter)
           state_repl, metrics = p_train_step(state_repl, batch)
         step += 1
+        # A checkpoint written in the background may have failed (a full
+        # disk): stop at once, not at the next save.
+        ckpt.check()
         train_log.add(step, metrics)
         if profiler:
           profiler(step)
@@ -470,12 +535,17 @@ def train_and_evaluate(
             step, {f'eval_{k}': v for k, v in eval_results.items()}
           )
           _log_eval(step, eval_results, num_eval_batches)
-        if step % config.checkpoint_every_steps == 0:
-          save(step, state_repl, 'running')
         if preemption.should_stop(step, ckpt.reached_preemption):
           status = 'preempted'
           save(step, state_repl, status)
           break
+        # The last step's checkpoint is saved after the final evaluation,
+        # as 'completed': one checkpoint per step, recording how it ended.
+        if (
+          step % config.checkpoint_every_steps == 0
+          and step < derived.num_train_steps
+        ):
+          save(step, state_repl, 'running')
 
       if status == 'completed':
         if last_eval_step != step:
@@ -485,12 +555,20 @@ def train_and_evaluate(
           )
           _log_eval(step, eval_results, num_eval_batches)
         save(step, state_repl, status)
+    stopped_by_error = False
   finally:
-    ckpt.wait()
-    ckpt.close()
-    writer.close()
+    try:
+      # Waits for the last save; raises CheckpointWriteError if it failed.
+      ckpt.close()
+    except Exception as e:
+      if not stopped_by_error:
+        raise
+      # The error that stopped the loop is the one to report.
+      logging.warning('The last checkpoint save failed too: %s', e)
+    finally:
+      writer.close()
 
-  results = _results(run, step, status, eval_results, segments(step, status))
+  results = _results(run, step, status, eval_results, saved_segments)
   if is_chief:
     run_files.write_results(run.workdir, results)
   return results
