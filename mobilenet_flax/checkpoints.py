@@ -209,7 +209,7 @@ def load_pretrained(
   `params` when a training checkpoint has them and `use_ema`) and the model
   fields. `pretrained_info` reads what else is recorded beside them.
   """
-  path = epath.Path(directory)
+  path = _absolute(directory)
   expected = expected or {}
   if (path / MODEL_JSON).exists():
     fields = _model_fields(json.loads((path / MODEL_JSON).read_text()))
@@ -243,13 +243,22 @@ def load_pretrained(
   )
 
 
+def _absolute(directory: str) -> epath.Path:
+  """`directory` as an absolute path (orbax refuses relative ones); URLs
+  such as gs://... already are."""
+  directory = os.fspath(directory)
+  if '://' not in directory:
+    directory = os.path.abspath(directory)
+  return epath.Path(directory)
+
+
 def pretrained_info(directory: str) -> dict[str, Any]:
   """What is recorded beside the weights `load_pretrained` reads from
   `directory`: `class_names` (a list in label order, or None) and
   `eval_crop_fraction` (or None). Training checkpoints record the dataset's
   class names and the run's config; exports record what `save_pretrained`
   was given (Keras conversions: neither)."""
-  path = epath.Path(directory)
+  path = _absolute(directory)
   info = {'class_names': None, 'eval_crop_fraction': None}
   if (path / MODEL_JSON).exists():
     record = json.loads((path / MODEL_JSON).read_text())

@@ -142,6 +142,16 @@ def test_probabilities_are_the_models_on_eval_pipeline_images(weights, images):
     np.testing.assert_allclose(got, probs, atol=2e-6)
 
 
+def test_relative_weights_path(weights, images, monkeypatch):
+  """`--weights=weights/x` from the directory that holds it (orbax itself
+  only takes absolute paths)."""
+  monkeypatch.chdir(os.path.dirname(weights))
+  predictor = predict.Predictor(os.path.basename(weights))
+  assert predictor.class_names == NAMES
+  [result] = predictor.classify([str(images / 'val' / 'cat' / 'a.jpg')])
+  assert result.error is None and len(result.top) == 3
+
+
 def test_batches_do_not_change_results(weights, images):
   paths = predict.find_images([str(images / 'val')])
   one = list(predict.Predictor(weights, batch_size=1).classify(paths))
