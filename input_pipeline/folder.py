@@ -181,10 +181,19 @@ def _eval_split_name(config, root: str) -> str:
   for name in EVAL_SPLITS:
     if name in present:
       return name
+  hint = ''
+  if any(
+    _is_image(f) for name in present for f in os.listdir(f'{root}/{name}')
+  ):
+    # PATH holds class folders of images: a split folder, one level too deep.
+    hint = (
+      f' Its folders hold images: if they are classes, put them in '
+      f'{root}/val/ (or point folder: at a parent with val/<class>/).'
+    )
   raise datasets.DatasetError(
     f'{root} has no eval split: expected a folder named one of '
     f'{", ".join(EVAL_SPLITS)} (or set config.eval_split); it has '
-    f'{sorted(present) or "nothing"}.'
+    f'{sorted(present) or "nothing"}.{hint}'
   )
 
 

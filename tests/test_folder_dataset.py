@@ -239,6 +239,8 @@ def test_eval_split_names(tmp_path):
   [
     ({}, 'No folder'),
     ({'train/a/1.png': b'x'}, 'no eval split'),
+    # Pointed at a split folder instead of its parent.
+    ({'cat/1.png': b'x', 'dog/2.png': b'x'}, 'hold images: if they are'),
     ({'val/.keep': b''}, 'is empty'),
     ({'val/1.png': b'x', 'val/2.jpg': b'x'}, 'holds 2 images but no class'),
     (
