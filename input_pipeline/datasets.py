@@ -1,14 +1,17 @@
-"""Finding, preparing and describing the tfds dataset named by a config."""
+"""Finding, preparing and describing the dataset named by a config: a tfds
+dataset, or an image folder (`folder:PATH`, see `input_pipeline.folder`)."""
 
 import os
 
 import tensorflow_datasets as tfds
 
 from input_pipeline import digits
-from mobilenet_flax import errors
+from mobilenet_flax import class_names, errors
 from mobilenet_flax.dataset_info import DatasetInfo
 
 IMAGENET = 'imagenet2012'
+# `config.dataset = 'folder:PATH'` reads an image folder.
+FOLDER_PREFIX = 'folder:'
 
 
 class DatasetError(errors.Error, ValueError):
@@ -135,15 +138,33 @@ def get_dataset_info(config):
     A `DatasetInfo`.
 
   Raises:
-    DatasetError: see `prepared_builder`; or a split does not exist.
+    DatasetError: see `prepared_builder` (or `folder.load` for image
+      folders); or a split does not exist.
   """
+  if config.dataset.startswith(FOLDER_PREFIX):
+    # Deferred: `folder` imports this module for DatasetError.
+    from input_pipeline import folder
+
+    return folder.get_dataset_info(config)
   builder = prepared_builder(config)
   eval_split = eval_split_name(config, builder)
+  label = builder.info.features['label']
   return DatasetInfo(
     name=builder.info.name,
-    num_classes=builder.info.features['label'].num_classes,
+    num_classes=label.num_classes,
     train_split=config.train_split,
     eval_split=eval_split,
     num_train_examples=num_examples(builder, config.train_split),
     num_eval_examples=num_examples(builder, eval_split),
+    class_names=readable_class_names(label.names),
   )
+
+
+def readable_class_names(names):
+  """A dataset's label names, with ImageNet WordNet ids (`n01440764`, as
+  tfds `imagenet2012` and `imagenette` name their labels) replaced by
+  their readable names (`tench`)."""
+  readable = dict(
+    zip(class_names.imagenet_wnids(), class_names.imagenet_names(), strict=True)
+  )
+  return tuple(readable.get(name, name) for name in names)

@@ -1,7 +1,8 @@
-"""Train and eval `tf.data` pipelines from encoded tfds records to batches.
+"""Train and eval `tf.data` pipelines from encoded records to batches.
 
 Both pipelines read the encoded image bytes of this process's share of a
-split, and decode inside `preprocessing`. Every batch is a dict:
+split (tfds records, or the files of an image folder: `input_pipeline.folder`),
+and decode inside `preprocessing`. Every batch is a dict:
 
 - `image`: float32 [batch, resolution, resolution, 3] in [-1, 1];
 - `label`: int32 [batch];
@@ -16,7 +17,7 @@ import math
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from input_pipeline import datasets, preprocessing
+from input_pipeline import datasets, folder, preprocessing
 
 _AUTOTUNE = tf.data.AUTOTUNE
 # The train stream is endless; epochs are numbered up to this bound.
@@ -59,6 +60,25 @@ def _read_records(builder, split, process_index, process_count):
     num_parallel_calls=_AUTOTUNE,
   )
   return records, count
+
+
+def _split_records(config, split, process_index, process_count):
+  """This process's share of `split` of the configured dataset, tfds or an
+  image folder, as (records, count); the records are
+  {'image': bytes, 'label': int32, 'id': string}."""
+  if folder.is_folder(config.dataset):
+    return folder.read_records(config, split, process_index, process_count)
+  builder = datasets.prepared_builder(config)
+  return _read_records(builder, split, process_index, process_count)
+
+
+def _eval_split(config):
+  """(name, number of examples) of the configured dataset's eval split."""
+  if folder.is_folder(config.dataset):
+    return folder.eval_split(config)
+  builder = datasets.prepared_builder(config)
+  split = datasets.eval_split_name(config, builder)
+  return split, datasets.num_examples(builder, split)
 
 
 def _preprocess(example, image_fn, resolution):
@@ -221,9 +241,8 @@ def create_train_dataset(
       f'Need batch_size > 0 and start_example >= 0, got {batch_size} and '
       f'{start_example}.'
     )
-  builder = datasets.prepared_builder(config)
-  records, count = _read_records(
-    builder, config.train_split, process_index, process_count
+  records, count = _split_records(
+    config, config.train_split, process_index, process_count
   )
   if config.cache_train:
     records = records.cache()
@@ -301,14 +320,11 @@ def create_eval_dataset(
   """
   if batch_size <= 0:
     raise ValueError(f'Need batch_size > 0, got {batch_size}.')
-  builder = datasets.prepared_builder(config)
-  split = datasets.eval_split_name(config, builder)
-  records, _ = _read_records(builder, split, process_index, process_count)
+  split, split_size = _eval_split(config)
+  records, _ = _split_records(config, split, process_index, process_count)
   if config.cache_eval:
     records = records.cache()
-  num_batches = eval_batch_count(
-    datasets.num_examples(builder, split), batch_size, process_count
-  )
+  num_batches = eval_batch_count(split_size, batch_size, process_count)
 
   def preprocess(example):
     image_fn = lambda encoded: preprocessing.preprocess_for_eval(

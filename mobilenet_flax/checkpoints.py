@@ -22,7 +22,9 @@ What can go wrong, and what TrainCheckpointer does about it:
   reach the state, so this is a second guard.
 
 Exported weights (`save_pretrained`) are `{'params', 'batch_stats'}` plus a
-`model.json` of the fields needed to rebuild the model.
+`model.json` of the fields needed to rebuild the model, and where known the
+classes' names and the eval crop. `reuse_pretrained` fits weights with
+another classifier to a model (fine-tuning).
 """
 
 import contextlib
@@ -31,7 +33,7 @@ import logging as std_logging
 import os
 import re
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import jax
@@ -493,11 +495,24 @@ def _check_shapes(restored: Any, target: Any, where: str) -> None:
 # ---------------------------------------------------------------------------
 # Exported weights.
 
+MODEL_JSON = 'model.json'
+
 
 def save_pretrained(
-  directory: str, variables: Mapping[str, Any], fields: Mapping[str, Any]
+  directory: str,
+  variables: Mapping[str, Any],
+  fields: Mapping[str, Any],
+  *,
+  class_names: Sequence[str] | None = None,
+  eval_crop_fraction: float | None = None,
 ) -> epath.Path:
-  """Writes `{'params', 'batch_stats'}` and `model.json` to `directory`."""
+  """Writes `{'params', 'batch_stats'}` and `model.json` to `directory`.
+
+  `model.json` holds the model fields and, when given, the classes' names
+  in label order (`class_names`) and the central-crop fraction of the eval
+  preprocessing the weights were scored with (`eval_crop_fraction`), which
+  `predict` uses.
+  """
   path = epath.Path(directory).resolve()
   path.mkdir(parents=True, exist_ok=True)
   host = jax.device_get(
@@ -505,9 +520,20 @@ def save_pretrained(
   )
   with ocp.StandardCheckpointer() as checkpointer:
     checkpointer.save(path / 'variables', host, force=True)
+  record = dict(fields)
+  if class_names:
+    record['class_names'] = list(class_names)
+  if eval_crop_fraction is not None:
+    record['eval_crop_fraction'] = float(eval_crop_fraction)
   # Written last: its presence marks a complete export.
-  (path / 'model.json').write_text(json.dumps(dict(fields), indent=2))
+  (path / MODEL_JSON).write_text(json.dumps(record, indent=2))
   return path
+
+
+def _model_fields(record: Mapping[str, Any]) -> dict[str, Any]:
+  """The model fields of a model.json or checkpoint record, without the
+  descriptive keys (class names, preprocessing) saved beside them."""
+  return {k: v for k, v in record.items() if k in models.RECORDED_FIELDS}
 
 
 def load_pretrained(
@@ -517,12 +543,12 @@ def load_pretrained(
 
   Returns the variables `{'params', 'batch_stats'}` (EMA weights in place of
   `params` when a training checkpoint has them and `use_ema`) and the model
-  fields.
+  fields. `pretrained_info` reads what else is recorded beside them.
   """
-  path = epath.Path(directory)
+  path = _absolute(directory)
   expected = expected or {}
-  if (path / 'model.json').exists():
-    fields = json.loads((path / 'model.json').read_text())
+  if (path / MODEL_JSON).exists():
+    fields = _model_fields(json.loads((path / MODEL_JSON).read_text()))
     check_fields(fields, expected, str(path))
     with ocp.StandardCheckpointer() as checkpointer:
       variables = checkpointer.restore(path / 'variables')
@@ -545,9 +571,128 @@ def load_pretrained(
       return {
         'params': params,
         'batch_stats': restored['batch_stats'],
-      }, meta['model']
+      }, _model_fields(meta['model'])
   raise WeightsNotFoundError(
     f'No weights at {path}: expected model.json and variables/ (from '
     '`python -m mobilenet_flax.keras_import`) or a training workdir with '
     'checkpoints/.'
   )
+
+
+def _absolute(directory: str) -> epath.Path:
+  """`directory` as an absolute path (orbax refuses relative ones); URLs
+  such as gs://... already are."""
+  directory = os.fspath(directory)
+  if '://' not in directory:
+    directory = os.path.abspath(directory)
+  return epath.Path(directory)
+
+
+def pretrained_info(directory: str) -> dict[str, Any]:
+  """What is recorded beside the weights `load_pretrained` reads from
+  `directory`: `class_names` (a list in label order, or None) and
+  `eval_crop_fraction` (or None). Training checkpoints record the dataset's
+  class names and the run's config; exports record what `save_pretrained`
+  was given (Keras conversions: neither)."""
+  path = _absolute(directory)
+  info = {'class_names': None, 'eval_crop_fraction': None}
+  if (path / MODEL_JSON).exists():
+    record = json.loads((path / MODEL_JSON).read_text())
+    info.update({k: record.get(k) for k in info})
+  elif (path / 'checkpoints').exists():
+    manager = TrainCheckpointer(os.fspath(path), keep=1_000_000)
+    step = manager.latest_step()
+    meta = manager.read_meta(step) if step is not None else {}
+    manager.close()
+    info['class_names'] = meta.get('class_names') or None
+    config = meta.get('config')
+    if isinstance(config, str):
+      try:
+        config = json.loads(config)
+      except json.JSONDecodeError:
+        config = None
+    if isinstance(config, dict):
+      info['eval_crop_fraction'] = config.get('eval_crop_fraction')
+  return info
+
+
+def export_pretrained(workdir: str, directory: str) -> epath.Path:
+  """Exports the weights `load_pretrained(workdir)` reads (a training run's
+  latest checkpoint, EMA weights when kept) with their class names and eval
+  crop to `directory`, a standalone weights folder."""
+  variables, fields = load_pretrained(workdir)
+  info = pretrained_info(workdir)
+  return save_pretrained(
+    directory,
+    variables,
+    fields,
+    class_names=info['class_names'],
+    eval_crop_fraction=info['eval_crop_fraction'],
+  )
+
+
+def reuse_pretrained(
+  loaded: Mapping[str, Any], model_variables: Mapping[str, Any], where: str
+) -> tuple[dict[str, Any], dict[str, Any]]:
+  """Fits loaded weights to a model whose classifier may differ (fine-tuning).
+
+  Every array of `model_variables` (the model's freshly initialised
+  variables, or their shapes) is taken from `loaded` where the shapes
+  agree. The classifier (`logits`) keeps its fresh initialisation when the
+  loaded one has another number of classes. Any other difference, a missing
+  or extra layer or another shape, is a CheckpointMismatchError naming it.
+
+  Returns:
+    (variables, report): the variables to start from, and what was done:
+    `reused` and `new` (sorted layer names) and `loaded_classes`.
+  """
+  flat_loaded = {
+    jax.tree_util.keystr(p): v
+    for p, v in jax.tree_util.tree_leaves_with_path(loaded)
+  }
+  classifier = "['params']['logits']"
+  out, problems, new_layers = {}, [], set()
+  leaves = jax.tree_util.tree_leaves_with_path(model_variables)
+  for path, fresh in leaves:
+    key = jax.tree_util.keystr(path)
+    layer = path[1].key if len(path) > 1 else key
+    got = flat_loaded.pop(key, None)
+    if got is None:
+      problems.append(f'{key}: missing in the weights')
+    elif tuple(np.shape(got)) == tuple(np.shape(fresh)):
+      out[key] = np.asarray(got)
+      continue
+    elif key.startswith(classifier):
+      new_layers.add(layer)
+    else:
+      problems.append(
+        f'{key}: the weights have shape {tuple(np.shape(got))}, the model '
+        f'{tuple(np.shape(fresh))}'
+      )
+    out[key] = fresh
+  problems.extend(f'{key}: not in the model' for key in sorted(flat_loaded))
+  if problems:
+    shown = problems[:8] + (
+      [f'... and {len(problems) - 8} more'] if len(problems) > 8 else []
+    )
+    raise CheckpointMismatchError(
+      f'Weights at {where} do not fit the model:\n'
+      + '\n'.join(f'  - {p}' for p in shown)
+      + '\nOnly the classifier may differ (another class count); check '
+      'alpha and the model fields.'
+    )
+  variables = jax.tree_util.tree_unflatten(
+    jax.tree_util.tree_structure(model_variables),
+    [out[jax.tree_util.keystr(p)] for p, _ in leaves],
+  )
+  reused = sorted(
+    {path[1].key for path, _ in leaves if len(path) > 1} - new_layers
+  )
+  loaded_logits = loaded.get('params', {}).get('logits', {}).get('bias')
+  return variables, {
+    'reused': reused,
+    'new': sorted(new_layers),
+    'loaded_classes': None
+    if loaded_logits is None
+    else int(np.shape(loaded_logits)[-1]),
+  }

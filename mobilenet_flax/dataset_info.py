@@ -16,3 +16,9 @@ class DatasetInfo:
   eval_split: str
   num_train_examples: int
   num_eval_examples: int
+  # The classes' names in label order (tfds: `features['label'].names`;
+  # ImageNet WordNet ids become readable names); empty when the source has
+  # none. Training records them with the weights, so that predictions can
+  # be named. Left out of comparisons: they describe the labels, the fields
+  # above define the dataset's shape.
+  class_names: tuple[str, ...] = dataclasses.field(default=(), compare=False)

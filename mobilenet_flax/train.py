@@ -296,6 +296,9 @@ class _Run:
   derived: config_lib.Derived
   model: models.MobileNetV1
   fields: dict[str, Any]
+  # The dataset's class names in label order (empty when it has none);
+  # recorded with the weights so that predictions can be named.
+  class_names: list[str]
 
 
 def _setup(
@@ -319,17 +322,60 @@ def _setup(
     derived=derived,
     model=model,
     fields=models.recorded_fields(model, config.resolution),
+    class_names=list(getattr(info, 'class_names', ())),
   )
 
 
 def _initial_state(run: _Run, tx: Any) -> steps.TrainState:
+  """A fresh train state, from `config.init_from`'s weights when set.
+
+  Weights whose classifier has another number of classes than the dataset
+  (fine-tuning ImageNet weights on a small dataset) give every layer but
+  the classifier; the classifier starts from the same initialisation a
+  run from scratch would have. Any other mismatch (alpha, a missing layer)
+  is a CheckpointMismatchError.
+  """
+  rng = jax.random.PRNGKey(run.config.seed)
   variables = None
   if run.config.init_from:
-    variables, _ = checkpoints.load_pretrained(
+    loaded, _ = checkpoints.load_pretrained(
       run.config.init_from,
       {'alpha': run.config.model.alpha, 'num_classes': None},
     )
-  rng = jax.random.PRNGKey(run.config.seed)
+    # The split `create_train_state` makes, so that a new classifier is
+    # initialised exactly as in a run from scratch with the same seed.
+    init_rng, _ = jax.random.split(rng)
+    shapes = jax.eval_shape(
+      lambda: steps.initial_variables(
+        run.model, run.config.resolution, init_rng
+      )
+    )
+    variables, report = checkpoints.reuse_pretrained(
+      loaded, shapes, run.config.init_from
+    )
+    if report['new']:
+      fresh = steps.initial_variables(
+        run.model, run.config.resolution, init_rng
+      )
+      variables, report = checkpoints.reuse_pretrained(
+        loaded, fresh, run.config.init_from
+      )
+      logging.info(
+        'Fine-tuning from %s: reused %d layers (every layer but the '
+        'classifier); new classifier %s for %d classes (the weights have '
+        '%d), initialised as from scratch.',
+        run.config.init_from,
+        len(report['reused']),
+        ', '.join(report['new']),
+        run.info.num_classes,
+        report['loaded_classes'],
+      )
+    else:
+      logging.info(
+        'Starting from %s: all %d layers reused.',
+        run.config.init_from,
+        len(report['reused']),
+      )
   return steps.create_train_state(run.config, run.model, tx, rng, variables)
 
 
@@ -485,6 +531,7 @@ def _train(run: _Run, start_time: float) -> dict[str, Any]:
         + (step - start_step) * derived.global_batch_size,
         'segments': saved,
         'config': config.to_json_best_effort(),
+        'class_names': run.class_names,
       },
     )
     saved_segments = saved
@@ -607,6 +654,8 @@ def _results(
     'eval': eval_results,
     'dataset': run.config.dataset,
     'eval_split': run.info.eval_split,
+    # The dataset's names for the model's outputs (empty if it has none).
+    'class_names': run.class_names,
     # Training time over every segment (a resumed run adds up its tries);
     # each segment runs from the start of its process to its last save.
     'wall_time_seconds': round(sum(s['seconds'] for s in segments), 3),
