@@ -47,6 +47,7 @@ import dataclasses
 import hashlib
 import importlib.util
 import json
+import logging
 import os
 import sys
 import tempfile
@@ -322,7 +323,16 @@ def save_tf(
     return {OUTPUT_NAME: converted(images)}
 
   module.serve = serve
-  tf.saved_model.save(module, directory, signatures={'serving_default': serve})
+  # TF's SavedModel writer lowers absl's log level for the whole process;
+  # the caller's logging stays as it was.
+  absl_logger = logging.getLogger('absl')
+  level = absl_logger.level
+  try:
+    tf.saved_model.save(
+      module, directory, signatures={'serving_default': serve}
+    )
+  finally:
+    absl_logger.setLevel(level)
 
 
 @dataclasses.dataclass

@@ -71,6 +71,15 @@ TINY_DATA = types.SimpleNamespace(
   ),
 )
 TIMEOUT = 300
+# main.py runs on one CPU device: these runs overlap the test process's own
+# work, and XLA's CPU collectives abort when a device's thread misses their
+# 40-second rendezvous on a busy machine. Nothing here needs several
+# devices; compiled at the suite's optimisation level.
+ONE_DEVICE_ENV = {
+  **os.environ,
+  'XLA_FLAGS': '--xla_force_host_platform_device_count=1 '
+  '--xla_backend_optimization_level=0',
+}
 
 
 def tiny_config(**overrides):
@@ -87,6 +96,7 @@ def main_py(workdir, *flags, wait=True):
   proc = subprocess.Popen(
     [sys.executable, 'main.py', *TINY_FLAGS, f'--workdir={workdir}', *flags],
     cwd=ROOT,
+    env=ONE_DEVICE_ENV,
     # A file, not a pipe: a run nobody reads yet must not stall on it.
     stdout=log,
     stderr=subprocess.STDOUT,
