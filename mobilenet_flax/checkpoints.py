@@ -127,6 +127,8 @@ class TrainCheckpointer:
     )
     # The step whose save may still be running in the background.
     self._pending = None
+    # The step of a save that failed, whose partial files close() removes.
+    self._failed_step = None
 
   def latest_step(self) -> int | None:
     return self._manager.latest_step()
@@ -186,13 +188,17 @@ class TrainCheckpointer:
         raise
       raise self._write_error(step, e) from e
 
-  def _write_error(self, step: int, error: Exception) -> CheckpointWriteError:
-    """Removes what the failed save left, and says what happened."""
-    path = self.directory / str(step)
+  def _remove_partial(self, step: int) -> None:
     if jax.process_index() == 0:
       for partial in self.directory.glob(f'{step}.orbax-checkpoint-tmp*'):
         with contextlib.suppress(OSError):
           partial.rmtree()
+
+  def _write_error(self, step: int, error: Exception) -> CheckpointWriteError:
+    """Removes what the failed save left, and says what happened."""
+    path = self.directory / str(step)
+    self._remove_partial(step)
+    self._failed_step = step
     with contextlib.suppress(Exception):
       self._manager.reload()
     earlier = [s for s in self.all_steps() if s < step]
@@ -355,6 +361,10 @@ class TrainCheckpointer:
       self.wait()
     finally:
       self._manager.close()
+      # Orbax's other writers of a failed save may still have been adding
+      # files when it was first removed; now all of them have stopped.
+      if self._failed_step is not None:
+        self._remove_partial(self._failed_step)
 
 
 # What a failed write raises: OSError from file operations, ValueError from
