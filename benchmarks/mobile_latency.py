@@ -9,7 +9,7 @@ weights: latency does not depend on their values) this script
    process never imports TensorFlow;
 2. loads both files into LiteRT interpreters (XNNPACK delegate, as on
    phones) with 1 and with 2 threads, and jit-compiles our JAX eval-mode
-   forward pass (`depthwise_impl='auto'`, the CPU formulation here);
+   forward pass (`conv_impl='auto'`, the CPU formulation here);
 3. times every case in interleaved rounds (each round times every case of
    every size once, `--runs` calls each, and runs the PyTorch peer
    `torch_mobilenet_v1.py --mode=infer --batch=1` once per size and thread
@@ -36,14 +36,13 @@ import time
 
 from absl import app, flags, logging
 
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from mobilenet_flax import checkpoints, export, layers, models
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
-
-import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
-import numpy as np  # noqa: E402
-
-from mobilenet_flax import checkpoints, export, layers, models  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list(
@@ -79,7 +78,7 @@ def parse_size(text: str) -> tuple[float, int]:
 
 
 def save_random_weights(directory: str, alpha: float, resolution: int) -> None:
-  model = models.MobileNetV1(alpha=alpha, depthwise_impl='grouped_conv')
+  model = models.MobileNetV1(alpha=alpha, conv_impl='grouped_conv')
   shape = (1, resolution, resolution, 3)
   init = jax.jit(lambda key: model.init(key, jnp.zeros(shape), train=False))
   variables = init(jax.random.key(0))
@@ -158,7 +157,7 @@ def litert_case(path: str, threads: int, image: np.ndarray):
 
 
 def jax_case(alpha: float, resolution: int, image: np.ndarray):
-  model = models.MobileNetV1(alpha=alpha, depthwise_impl='auto')
+  model = models.MobileNetV1(alpha=alpha, conv_impl='auto')
   x = jax.device_put(image)
   variables = jax.jit(lambda key: model.init(key, x, train=False))(
     jax.random.key(0)
@@ -314,7 +313,7 @@ def main(argv):
         'cpu': _cpu_name(),
         'rounds': FLAGS.rounds,
         'runs': FLAGS.runs,
-        'jax_depthwise_impl': layers.resolve_impl('auto'),
+        'jax_conv_impl': layers.resolve_impl('auto'),
         'versions': versions,
         'results': results,
         'notes': notes,
