@@ -141,7 +141,8 @@ def wait_for(predicate, proc, what):
       pytest.fail(f'main.py exited before {what}:\n{proc.out[-3000:]}')
     if time.time() > deadline:
       proc.kill()
-      pytest.fail(f'no {what} after {TIMEOUT} s')
+      finish(proc)
+      pytest.fail(f'no {what} after {TIMEOUT} s:\n{proc.out[-3000:]}')
     time.sleep(0.1)
 
 
