@@ -12,14 +12,20 @@ def _init(model, resolution=32, batch=2):
   x = jax.random.uniform(
     jax.random.key(1), (batch, resolution, resolution, 3), minval=-1, maxval=1
   )
-  return model.init(jax.random.key(0), x, train=False), x
+  return _jit(model.init)(jax.random.key(0), x, train=False), x
+
+
+def _jit(fn):
+  """`fn` compiled as one program: op by op, every layer's ops would each
+  compile on their own, which takes longer for these whole models."""
+  return jax.jit(fn, static_argnames=('train', 'mutable'))
 
 
 @pytest.mark.parametrize('resolution', [32, 33, 64])
 def test_logits_shape_any_resolution(resolution):
   model = models.create_model('mobilenet_v1_tiny', num_classes=7)
   variables, x = _init(model, resolution)
-  logits = model.apply(variables, x, train=False)
+  logits = _jit(model.apply)(variables, x, train=False)
   assert logits.shape == (2, 7)
   assert logits.dtype == jnp.float32
   assert np.all(np.isfinite(logits))
@@ -44,18 +50,18 @@ def test_train_mode_updates_batch_stats_and_uses_dropout():
   model = models.create_model('mobilenet_v1_tiny', dropout_rate=0.5)
   variables, x = _init(model)
   rngs = {'dropout': jax.random.key(2)}
-  out1, state = model.apply(
-    variables, x, train=True, rngs=rngs, mutable=['batch_stats']
+  out1, state = _jit(model.apply)(
+    variables, x, train=True, rngs=rngs, mutable=('batch_stats',)
   )
   old = variables['batch_stats']['conv1_bn']['mean']
   new = state['batch_stats']['conv1_bn']['mean']
   assert not np.allclose(old, new)
-  out2, _ = model.apply(
+  out2, _ = _jit(model.apply)(
     variables,
     x,
     train=True,
     rngs={'dropout': jax.random.key(3)},
-    mutable=['batch_stats'],
+    mutable=('batch_stats',),
   )
   assert not np.allclose(out1, out2)
 
@@ -67,8 +73,10 @@ def test_bn_momentum_is_used():
     model = models.create_model(
       'mobilenet_v1_tiny', bn_momentum=momentum, dropout_rate=0.0
     )
-    variables = model.init(jax.random.key(0), x, train=False)
-    _, state = model.apply(variables, x, train=True, mutable=['batch_stats'])
+    variables = _jit(model.init)(jax.random.key(0), x, train=False)
+    _, state = _jit(model.apply)(
+      variables, x, train=True, mutable=('batch_stats',)
+    )
     means[momentum] = state['batch_stats']['conv1_bn']['mean']
   # Moving mean starts at 0: after one step it is (1 - momentum) * batch mean.
   np.testing.assert_allclose(means[0.5], 5 * means[0.9], rtol=1e-4, atol=1e-7)
@@ -78,9 +86,9 @@ def test_bfloat16_compute_keeps_float32_params():
   model = models.create_model('mobilenet_v1_tiny', dtype=jnp.bfloat16)
   variables, x = _init(model)
   assert all(leaf.dtype == jnp.float32 for leaf in jax.tree.leaves(variables))
-  logits = model.apply(variables, x, train=False)
+  logits = _jit(model.apply)(variables, x, train=False)
   assert logits.dtype == jnp.float32
-  ref = models.create_model('mobilenet_v1_tiny').apply(
+  ref = _jit(models.create_model('mobilenet_v1_tiny').apply)(
     variables, x, train=False
   )
   np.testing.assert_allclose(logits, ref, rtol=0.1, atol=0.1)
@@ -96,12 +104,12 @@ def test_relu_and_relu6_differ():
   variables['params']['conv1_bn'] = {**bn, 'scale': bn['scale'] * 10}
 
   def logits(model):
-    return model.apply(
+    return _jit(model.apply)(
       variables,
       x,
       train=True,
       rngs={'dropout': jax.random.key(0)},
-      mutable=['batch_stats'],
+      mutable=('batch_stats',),
     )[0]
 
   a, b = logits(relu6), logits(relu)
@@ -116,15 +124,15 @@ def test_cross_replica_batch_norm_axis_name():
   x = jax.random.normal(jax.random.key(4), (4, 32, 32, 3))
 
   def stats(x):
-    _, state = model.apply(variables, x, train=True, mutable=['batch_stats'])
+    _, state = model.apply(variables, x, train=True, mutable=('batch_stats',))
     return state['batch_stats']['conv1_bn']['mean']
 
   # vmap with an axis name runs the same collective as pmap: each of the
   # four "devices" sees one image, and all must end with the same mean.
-  per_device = jax.vmap(stats, axis_name='batch')(x[:, None])
+  per_device = jax.jit(jax.vmap(stats, axis_name='batch'))(x[:, None])
   whole_batch = jax.jit(
     lambda x: models.create_model('mobilenet_v1_tiny', dropout_rate=0.0).apply(
-      variables, x, train=True, mutable=['batch_stats']
+      variables, x, train=True, mutable=('batch_stats',)
     )[1]
   )(x)['batch_stats']['conv1_bn']['mean']
   np.testing.assert_allclose(per_device[0], per_device[3], rtol=1e-6)

@@ -54,12 +54,20 @@ def _latest_state(workdir):
   return step, state
 
 
-def test_end_to_end_writes_checkpoint_metrics_and_results(data_dir, tmp_path):
-  workdir = str(tmp_path / 'run')
+@pytest.fixture(scope='module')
+def one_step(data_dir, tmp_path_factory):
+  """A finished one-step run: (workdir, the returned results). Tests that
+  only read it share it; tests that change a workdir train their own."""
+  workdir = str(tmp_path_factory.mktemp('one_step') / 'run')
   results = train.train_and_evaluate(
     tiny_config(data_dir, num_train_steps=1), workdir
   )
-  on_disk = json.loads((tmp_path / 'run' / 'results.json').read_text())
+  return workdir, results
+
+
+def test_end_to_end_writes_checkpoint_metrics_and_results(one_step):
+  workdir, results = one_step
+  on_disk = json.loads(open(os.path.join(workdir, 'results.json')).read())
   assert on_disk['status'] == results['status'] == 'completed'
   assert on_disk['step'] == 1
   assert on_disk['eval']['examples'] == 360  # The whole digits test split.
@@ -232,9 +240,8 @@ def test_nan_stops_with_the_step_and_keeps_the_last_good_checkpoint(
   assert all(np.all(np.isfinite(x)) for x in jax.tree.leaves(state['params']))
 
 
-def test_checkpoint_from_another_model_is_a_clear_error(data_dir, tmp_path):
-  workdir = str(tmp_path / 'run')
-  train.train_and_evaluate(tiny_config(data_dir, num_train_steps=1), workdir)
+def test_checkpoint_from_another_model_is_a_clear_error(data_dir, one_step):
+  workdir, _ = one_step
   config = tiny_config(data_dir, num_train_steps=2)
   config.model.alpha = 0.25
   config.resolution = 40
@@ -322,9 +329,10 @@ def test_learning_rate_schedule_scales_warms_up_and_decays():
   np.testing.assert_allclose(float(lr(30)), 0.1, rtol=1e-6)
 
 
-def test_eval_mode_scores_a_workdir_and_exported_weights(data_dir, tmp_path):
-  workdir = str(tmp_path / 'run')
-  train.train_and_evaluate(tiny_config(data_dir, num_train_steps=1), workdir)
+def test_eval_mode_scores_a_workdir_and_exported_weights(
+  data_dir, one_step, tmp_path
+):
+  workdir, _ = one_step
   config = tiny_config(data_dir)
   config.init_from = workdir
   from_workdir = train.evaluate(config, str(tmp_path / 'eval1'))
