@@ -522,7 +522,7 @@ def _train(run: _Run, start_time: float) -> dict[str, Any]:
     saved = segments(step, status)
     ckpt.save(
       step,
-      jax_utils.unreplicate(state_repl),
+      steps.unreplicate(state_repl),
       {
         'model': run.fields,
         # Cumulative, so the data position survives a change of batch size
@@ -536,7 +536,7 @@ def _train(run: _Run, start_time: float) -> dict[str, Any]:
     )
     saved_segments = saved
 
-  state_repl = jax_utils.replicate(state)
+  state_repl = steps.replicate(state)
   del state
   logging.info(
     'Training %s from step %d to %d: %d steps/epoch, global batch %d on %d '
@@ -688,7 +688,7 @@ def evaluate(
   )
   metrics = evaluate_batches(
     steps.make_eval_step(run.model),
-    jax_utils.replicate(variables),
+    steps.replicate(variables),
     device_batches(eval_ds),
   )
   results = {
