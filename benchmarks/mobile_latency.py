@@ -34,11 +34,10 @@ import sys
 import tempfile
 import time
 
-from absl import app, flags, logging
-
 import jax
 import jax.numpy as jnp
 import numpy as np
+from absl import app, flags, logging
 
 from mobilenet_flax import checkpoints, export, layers, models
 
