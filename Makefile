@@ -6,6 +6,9 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 # Extra pytest arguments, e.g. `make test PYTEST_ARGS="-k train"`.
 PYTEST_ARGS ?=
+# Test processes. Each takes whole files, so a file's shared fixtures
+# (trained workdirs, compiled steps) are built once.
+TEST_WORKERS ?= 2
 
 .PHONY: setup test lint format quickstart peer compare clean
 
@@ -28,7 +31,8 @@ format: $(STAMP)
 	$(BIN)/ruff check --fix .
 
 test: lint
-	$(BIN)/python -m pytest --durations=15 $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile --durations=15 \
+	  $(PYTEST_ARGS)
 
 quickstart: $(STAMP)
 	$(BIN)/python main.py --config=configs/quickstart.py \

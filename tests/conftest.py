@@ -23,3 +23,29 @@ os.environ.setdefault(
 )
 os.environ.setdefault('JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS', '0')
 os.environ.setdefault('JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES', '0')
+
+
+# The files whose tests take longest (most of it compiling), first: `make
+# test` hands whole files to two workers in collection order, and a long
+# file started last would leave one worker idle while the other finishes it.
+SLOWEST_FIRST = (
+  'test_multihost.py',
+  'test_reliability.py',
+  'test_train.py',
+  'test_no_tensorflow.py',
+  'test_export.py',
+  'test_sweep.py',
+  'test_real_weights.py',
+  'test_layers.py',
+)
+
+
+def pytest_collection_modifyitems(items):
+  def rank(item):
+    name = item.path.name
+    return (
+      SLOWEST_FIRST.index(name) if name in SLOWEST_FIRST else len(SLOWEST_FIRST)
+    )
+
+  # A stable sort: tests keep their order within a file.
+  items.sort(key=rank)
