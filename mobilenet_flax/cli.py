@@ -74,6 +74,9 @@ class _QuietLibraries(std_logging.Filter):
     '/jax/_src/distributed',
     '/absl/logging',
   )
+  # Warnings that say nothing a user can act on: tfds notes a dataset
+  # folder without metadata while it is being built for the first time.
+  _HARMLESS = ('has no dataset_info.json',)
 
   def filter(self, record):
     path = record.pathname or ''
@@ -81,7 +84,10 @@ class _QuietLibraries(std_logging.Filter):
       # Orbax logs a failed write or read with tracebacks (hundreds for one
       # full disk) before raising it; the raised error is what is reported.
       return '/orbax/' not in path
-    if 'deprecat' in record.getMessage().lower():
+    message = record.getMessage()
+    if 'deprecat' in message.lower() or any(
+      m in message for m in self._HARMLESS
+    ):
       return False
     if record.levelno >= std_logging.WARNING:
       return True
