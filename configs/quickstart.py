@@ -8,8 +8,9 @@ as ImageNet runs.
   make quickstart
   # or: python main.py --config=configs/quickstart.py --workdir=runs/quickstart
 
-Reaches >= 95% top-1 on the 360-image test split in under 5 minutes on a
-2-core CPU (README, "Quickstart", has the measured figures).
+Target: >= 95% top-1 on the 360-image test split. Measured on a 2-core
+AMD EPYC VM: 98.3% (raw and EMA weights) after 660 steps, 53 s for
+`make quickstart` (README, "Two commands", has the log).
 """
 
 from configs import default

@@ -532,3 +532,47 @@ def test_cli_errors_are_one_line(tmp_path, args, expected):
   assert lines[0].startswith('error: ')
   assert expected in lines[0]
   assert not os.path.exists(tmp_path / 'out' / 'model.bin')
+
+
+def test_mobile_latency_benchmark_runs_tiny(tmp_path):
+  """The latency benchmark end to end at its smallest size: both LiteRT
+  exports with native ops, XNNPACK over the whole graph, timings for each
+  case and the ratios between them, in one JSON line."""
+  result = subprocess.run(
+    [
+      sys.executable,
+      'benchmarks/mobile_latency.py',
+      '--sizes=0.25-32',
+      '--rounds=1',
+      '--runs=2',
+      '--warmup=1',
+      '--threads=1',
+      '--calibration_images=2',
+      f'--peer_python={tmp_path}/no-peer-python',
+    ],
+    cwd=ROOT,
+    capture_output=True,
+    text=True,
+    check=False,
+  )
+  assert result.returncode == 0, result.stderr[-3000:]
+  lines = result.stdout.strip().splitlines()
+  assert len(lines) == 1
+  report = json.loads(lines[0])
+  assert report['benchmark'] == 'mobile_latency'
+  assert any('PyTorch peer skipped' in note for note in report['notes'])
+  size = report['results']['0.25-32']
+  assert (size['alpha'], size['resolution']) == (0.25, 32)
+  assert size['float_ops']['DEPTHWISE_CONV_2D'] == 13
+  assert size['float_ops']['CONV_2D'] == 14
+  assert size['int8_ops']['DEPTHWISE_CONV_2D'] == 13
+  assert size['int8_bytes'] < 0.35 * size['float_bytes']
+  assert all(size['xnnpack_runs_whole_graph'].values())
+  cases = {'litert_float_1_thread', 'litert_int8_1_thread', 'jax'}
+  assert set(size['median_ms']) == cases
+  assert all(ms > 0 for ms in size['median_ms'].values())
+  assert set(size['speedups']) == {
+    'litert_int8_1_thread_vs_litert_float_1_thread',
+    'litert_float_1_thread_vs_jax',
+    'litert_int8_1_thread_vs_jax',
+  }
