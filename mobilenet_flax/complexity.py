@@ -12,6 +12,7 @@ ignoring biases, batch norm, activations and pooling.
 """
 
 import dataclasses
+import functools
 import json
 import math
 from collections.abc import Sequence
@@ -90,6 +91,10 @@ class Complexity:
     }
 
 
+# Counts depend only on the model's fields and the resolution, and tracing
+# the model takes most of a second: the report and the grid tables ask for
+# the same points again.
+@functools.cache
 def count(model: models.MobileNetV1, resolution: int) -> Complexity:
   """Counts parameters and mult-adds of `model` on square inputs."""
 
