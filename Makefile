@@ -4,6 +4,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+UV := uv==0.13.9
 # Extra pytest arguments, e.g. `make test PYTEST_ARGS="-k train"`.
 PYTEST_ARGS ?=
 # Test processes. Each takes whole files, so a file's shared fixtures
@@ -14,10 +15,12 @@ TEST_WORKERS ?= 2
 
 $(STAMP): requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -r requirements.txt
+	# uv installs the pinned set in a quarter of pip's time.
+	$(BIN)/pip install --quiet $(UV)
+	$(BIN)/uv pip install --quiet --python $(BIN)/python -r requirements.txt
 	# The project itself, editable: `import mobilenet_flax` works anywhere.
-	$(BIN)/pip install --quiet --no-deps --no-build-isolation -e .
+	$(BIN)/uv pip install --quiet --python $(BIN)/python --no-deps \
+	  --no-build-isolation -e .
 	touch $(STAMP)
 
 setup: $(STAMP)
@@ -31,8 +34,8 @@ format: $(STAMP)
 	$(BIN)/ruff check --fix .
 
 test: lint
-	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile --durations=15 \
-	  $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadgroup \
+	  --no-loadscope-reorder --durations=15 $(PYTEST_ARGS)
 
 quickstart: $(STAMP)
 	$(BIN)/python main.py --config=configs/quickstart.py \
