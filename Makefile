@@ -15,7 +15,7 @@ TEST_WORKERS ?= 2
 
 $(STAMP): requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	# uv installs the pinned set in a quarter of pip's time.
+	# uv installs the pinned set in about a third of pip's time (15 s vs 48 s).
 	$(BIN)/pip install --quiet $(UV)
 	$(BIN)/uv pip install --quiet --python $(BIN)/python -r requirements.txt
 	# The project itself, editable: `import mobilenet_flax` works anywhere.
