@@ -13,7 +13,9 @@ or `synthetic` batches.
 import contextlib
 import dataclasses
 import json
+import os
 import signal
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -102,40 +104,72 @@ def evaluate_state(
 
 
 class _EventWriter:
-  """TensorBoard events (process 0 only, when clu and TensorBoard are
-  installed). The console gets the loop's own lines, not a copy of every
-  scalar."""
+  """TensorBoard events (process 0 only). The console gets the loop's own
+  lines, not a copy of every scalar.
+
+  Written with TensorBoard's record format and protos alone, without
+  TensorFlow: a run on synthetic data never imports it, and a machine
+  without TensorFlow still gets its curves.
+  """
 
   def __init__(self, workdir: epath.Path, is_chief: bool):
-    self._writer = None
+    self._file = None
     if not is_chief:
       return
+    from tensorboard.compat.proto import event_pb2, summary_pb2
+    from tensorboard.summary.writer.record_writer import RecordWriter
+
+    self._event, self._summary = event_pb2.Event, summary_pb2.Summary
+    # TensorFlow's naming, which TensorBoard looks for.
+    name = (
+      f'events.out.tfevents.{int(time.time())}.{socket.gethostname()}'
+      f'.{os.getpid()}.0.v2'
+    )
+    self._path = workdir / name
+    self._file = self._path.open('wb')
+    self._records = RecordWriter(self._file)
+    self._write(self._event(file_version='brain.Event:2'))
+
+  def _write(self, event: Any) -> None:
+    event.wall_time = time.time()
     try:
-      with cli.quiet_native_logs():
-        from clu import metric_writers
-    except ImportError as e:
-      logging.warning('No TensorBoard events (%s).', e)
-      return
-    self._writer = metric_writers.SummaryWriter(str(workdir))
+      self._records.write(event.SerializeToString())
+      # TensorBoard follows the file as it grows.
+      self._file.flush()
+    except OSError as e:
+      # The curves are not worth a run: a full disk is reported by the
+      # checkpoint that cannot be written.
+      logging.warning(
+        'No more TensorBoard events: writing %s: %s', self._path, e
+      )
+      self.close()
 
   def scalars(self, step: int, scalars: Mapping[str, float]) -> None:
-    if self._writer is not None:
-      self._writer.write_scalars(step, dict(scalars))
+    if self._file is not None:
+      values = [
+        self._summary.Value(tag=k, simple_value=float(v))
+        for k, v in scalars.items()
+      ]
+      self._write(self._event(step=step, summary=self._summary(value=values)))
 
   def hparams(self, config: ml_collections.ConfigDict) -> None:
-    if self._writer is not None:
+    if self._file is not None:
+      from tensorboard.plugins.hparams import summary_v2 as hparams_summary
+
       flat = traverse_util.flatten_dict(config.to_dict(), sep='.')
-      self._writer.write_hparams(
+      summary = hparams_summary.hparams_pb(
         {
           k: v if isinstance(v, int | float | str | bool) else str(v)
           for k, v in flat.items()
         }
       )
+      self._write(self._event(step=0, summary=summary))
 
   def close(self) -> None:
-    if self._writer is not None:
-      self._writer.flush()
-      self._writer.close()
+    if self._file is not None:
+      file, self._file = self._file, None
+      with contextlib.suppress(OSError):
+        file.close()
 
 
 def _duration(seconds: float) -> str:

@@ -206,6 +206,33 @@ def _contest(a, record):
     record['error'] = e
 
 
+def _start_after_first_checkpoint(a, start):
+  """Calls `start` (which starts a run) in a thread once run A has saved
+  its first checkpoint, or has ended: A has then compiled the train step
+  both use, and the started run loads it from the compilation cache
+  instead of compiling it beside A. Returns a function that waits for the
+  thread and returns the started run."""
+  first = os.path.join(a.workdir, 'checkpoints', '2')
+  started = {}
+
+  def run():
+    deadline = time.time() + TIMEOUT
+    while not os.path.isdir(first) and a.poll() is None:
+      if time.time() > deadline:
+        break
+      time.sleep(0.1)
+    started['run'] = start()
+
+  thread = threading.Thread(target=run, daemon=True)
+  thread.start()
+
+  def get():
+    thread.join(TIMEOUT)
+    return started['run']
+
+  return get
+
+
 @pytest.fixture(scope='module', autouse=True)
 def launched(tmp_path_factory, tmpfs):
   """The main.py runs of this module, started before its first test so
@@ -214,8 +241,9 @@ def launched(tmp_path_factory, tmpfs):
   finish them and check what they did.
 
   'contested': run A, on whose workdir run B is started, then SIGTERM (in
-  a thread, `_contest`); 'full_disk': a run on a tmpfs with room for two
-  checkpoints; 'read_only': a run on a read-only tmpfs; 'typo': a
+  a thread, `_contest`); 'full_disk': a function returning a run on a
+  tmpfs with room for two checkpoints, started once A has compiled;
+  'read_only': a run on a read-only tmpfs; 'typo': a
   mistyped override. Where no tmpfs can be mounted, the value is the
   reason, and the test skips.
   """
@@ -231,13 +259,20 @@ def launched(tmp_path_factory, tmpfs):
   full = tmpfs('6m')
   runs['full_disk'] = full
   if not isinstance(full, str):
-    runs['full_disk'] = main_py(
-      full / 'run',
-      '--config.num_train_steps=100000',
-      '--config.checkpoint_every_steps=10',
-      wait=False,
+
+    def full_disk():
+      proc = main_py(
+        full / 'run',
+        '--config.num_train_steps=100000',
+        '--config.checkpoint_every_steps=10',
+        wait=False,
+      )
+      proc.workdir = str(full / 'run')
+      return proc
+
+    runs['full_disk'] = _start_after_first_checkpoint(
+      runs['contested'], full_disk
     )
-    runs['full_disk'].workdir = str(full / 'run')
   read_only = tmpfs('1m', read_only=True)
   runs['read_only'] = read_only
   if not isinstance(read_only, str):
@@ -252,6 +287,8 @@ def launched(tmp_path_factory, tmpfs):
   runs['contest_thread'].start()
   yield runs
   for proc in runs.values():
+    if callable(proc):  # Started once the runs before it have stopped.
+      proc = proc()
     if isinstance(proc, subprocess.Popen) and proc.poll() is None:
       proc.kill()
 
@@ -735,7 +772,7 @@ def test_resumed_run_adds_up_its_segments(contested, tmp_path):
 def test_full_disk_stops_with_one_error_and_keeps_earlier_checkpoints(
   launched,
 ):
-  proc = finish(mounted(launched['full_disk']))
+  proc = finish(mounted(launched['full_disk'])())
   workdir = proc.workdir
   message = assert_one_error_line(
     proc,

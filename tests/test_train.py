@@ -11,6 +11,7 @@ import numpy as np
 import optax
 import pytest
 from flax import jax_utils
+from tensorboard.backend.event_processing import event_file_loader
 
 from configs import quickstart
 from mobilenet_flax import (
@@ -80,10 +81,29 @@ def test_end_to_end_writes_checkpoint_metrics_and_results(one_step):
   }
   assert on_disk['params'] > 0 and on_disk['mult_adds'] > 0
   assert on_disk['config']['dataset'] == 'digits'
-  assert any(p.startswith('events.out.tfevents') for p in os.listdir(workdir))
   step, state = _latest_state(workdir)
   assert step == 1
   assert int(state['step']) == 1
+
+
+def test_tensorboard_reads_the_events(one_step):
+  workdir, results = one_step
+  (name,) = [p for p in os.listdir(workdir) if p.startswith('events.out')]
+  loader = event_file_loader.LegacyEventFileLoader(os.path.join(workdir, name))
+  events = list(loader.Load())
+  assert events[0].file_version == 'brain.Event:2'
+  scalars = {
+    (e.step, v.tag): v.simple_value for e in events for v in e.summary.value
+  }
+  assert (1, 'train_loss') in scalars and (1, 'train_learning_rate') in scalars
+  np.testing.assert_allclose(
+    scalars[1, 'eval_top1'], results['eval']['top1'], rtol=1e-6
+  )
+  # The config as hparams, for TensorBoard's HParams tab.
+  plugins = {
+    v.metadata.plugin_data.plugin_name for e in events for v in e.summary.value
+  }
+  assert 'hparams' in plugins
 
 
 def test_relative_workdir(data_dir, tmp_path, monkeypatch):
