@@ -26,6 +26,7 @@ import re
 import sys
 import warnings
 from collections.abc import Callable, Sequence
+from typing import Any
 
 # The project's root: configs/ and main.py live here.
 ROOT = pathlib.Path(__file__).resolve().parent.parent
@@ -125,6 +126,28 @@ def quiet_native_logs():
   finally:
     os.dup2(saved, 2)
     os.close(saved)
+
+
+def import_tensorflow() -> Any:
+  """Imports TensorFlow quietly (`quiet_native_logs`) and without Keras.
+
+  TensorFlow's start-up imports all of Keras 3, with scikit-learn, pandas
+  and matplotlib (about 3 s of a 10 s import), so that `tf.keras` is
+  ready; nothing here uses `tf.keras`. Keras is hidden while TensorFlow
+  loads, which skips that; `import keras` (keras_import) and `tf.keras`
+  still work afterwards, loading Keras when first used.
+  """
+  hide = 'keras' not in sys.modules
+  if hide:
+    # A None entry reads as "not installed" to import and find_spec alike.
+    sys.modules['keras'] = None
+  try:
+    with quiet_native_logs():
+      import tensorflow as tf
+  finally:
+    if hide and sys.modules.get('keras', ...) is None:
+      del sys.modules['keras']
+  return tf
 
 
 def fail(message: str, status: int = 1):

@@ -278,14 +278,6 @@ def export_stablehlo(
 # LiteRT (TFLite).
 
 
-def _import_tensorflow():
-  # TF's C++ start-up chatter would bury the progress lines.
-  with cli.quiet_native_logs():
-    import tensorflow as tf
-
-  return tf
-
-
 def save_tf(
   model: ExportModel,
   directory: str,
@@ -299,7 +291,7 @@ def save_tf(
   `conv_impl` stays `grouped_conv` for export (see
   `ExportModel.module`); tests set it to show what else would happen.
   """
-  tf = _import_tensorflow()
+  tf = cli.import_tensorflow()
   from jax.experimental import jax2tf
 
   res = model.resolution
@@ -349,7 +341,7 @@ def convert_tflite(
   dynamic_batch: bool = False,
 ) -> bytes:
   """Runs the TFLite converter on a SavedModel from `save_tf`."""
-  tf = _import_tensorflow()
+  tf = cli.import_tensorflow()
 
   converter = tf.lite.TFLiteConverter.from_saved_model(saved_model_dir)
   if dynamic_batch:
@@ -563,7 +555,7 @@ def images_from_files(
 ) -> Iterator[np.ndarray]:
   """Images [1, H, W, 3] in [-1, 1], preprocessed exactly as the eval
   pipeline does; files that do not decode are skipped with a note."""
-  _import_tensorflow()
+  cli.import_tensorflow()
   from input_pipeline import preprocessing
 
   for path in files:

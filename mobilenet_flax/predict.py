@@ -216,9 +216,8 @@ class Predictor:
 def _eval_preprocessing(resolution: int, crop_fraction: float):
   """The input pipeline's eval preprocessing of one encoded image, traced
   once; returns None for bytes that are no image the decoders read."""
+  tf = cli.import_tensorflow()
   with cli.quiet_native_logs():
-    import tensorflow as tf
-
     from input_pipeline import preprocessing
 
   @tf.function(input_signature=[tf.TensorSpec([], tf.string)])

@@ -313,6 +313,7 @@ def data_source(config: ml_collections.ConfigDict) -> Any:
     return synthetic
   # Imported here so that the model and the train step never need
   # TensorFlow.
+  cli.import_tensorflow()
   with cli.quiet_native_logs():
     import input_pipeline
 
