@@ -440,18 +440,22 @@ def train_and_evaluate(
     NonFiniteError: training produced a NaN or an infinity.
   """
   start_time = time.time()
-  run = _setup(config, workdir, data)
+  config_lib.validate(config)
+  # The workdir before the data: one that cannot be created, is not shared
+  # by all hosts or is in use is reported in seconds, before TensorFlow
+  # loads and the dataset is prepared.
+  workdir = epath.Path(workdir)
   try:
-    run.workdir.mkdir(parents=True, exist_ok=True)
+    workdir.mkdir(parents=True, exist_ok=True)
   except OSError as e:
     raise run_files.RunFileError(
-      f'Cannot create the workdir {run.workdir}: {e.strerror or e}.'
+      f'Cannot create the workdir {workdir}: {e.strerror or e}.'
     ) from e
-  distributed.check_shared_workdir(str(run.workdir))
+  distributed.check_shared_workdir(str(workdir))
   # Before anything is written: a second run in this workdir would mix its
   # checkpoints and results with this one's.
-  with _workdir_lock(run.workdir):
-    return _train(run, start_time)
+  with _workdir_lock(workdir):
+    return _train(_setup(config, str(workdir), data), start_time)
 
 
 @contextlib.contextmanager
