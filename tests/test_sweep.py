@@ -28,8 +28,14 @@ TINY = [
   '--config.eval_every_steps=1000',
 ]
 GOOD_POINTS = [{'model.alpha': 0.125}, {'model.alpha': 0.25}]
-# Valid as a config, fails once main.py looks the dataset up.
-FAILING_POINT = {'model.alpha': 0.25, 'dataset': 'no_such_dataset'}
+# Valid as a config, fails once main.py looks for the weights (in seconds:
+# a run on synthetic data never loads TensorFlow).
+FAILING_POINT = {
+  'model.alpha': 0.25,
+  'dataset': 'synthetic',
+  'init_from': '/no_such_weights',
+}
+FAILING_NAME = sweep.point_name(FAILING_POINT)
 
 
 def write_sweep(path, points):
@@ -273,15 +279,15 @@ def test_runner_runs_every_point_and_reports_the_failure(swept):
   assert result.returncode == 1, result.stdout + result.stderr
   out = result.stdout
   assert '[1/3] alpha_0.125: completed in' in out
-  assert '[2/3] alpha_0.25_dataset_no_such_dataset: FAILED (exit 1)' in out
+  assert f'[2/3] {FAILING_NAME}: FAILED (exit 1)' in out
   # The failure's cause, from the end of its log, is on the console.
-  assert 'no_such_dataset' in out.split('FAILED')[1].split('[3/3]')[0]
+  assert '/no_such_weights' in out.split('FAILED')[1].split('[3/3]')[0]
   assert '[3/3] alpha_0.25: completed in' in out
   assert '1 of 3 points did not complete' in result.stderr
   record = json.loads((workdir / 'sweep.json').read_text())
   assert [(p['name'], p['status']) for p in record['points']] == [
     ('alpha_0.125', 'completed'),
-    ('alpha_0.25_dataset_no_such_dataset', 'failed'),
+    (FAILING_NAME, 'failed'),
     ('alpha_0.25', 'completed'),
   ]
   assert record['config'] == 'configs/quickstart.py'
@@ -317,7 +323,7 @@ def test_report_on_the_sweep(swept, tmp_path):
   lines = normalized(text)
   for name, status in [
     ('alpha_0.125', 'completed'),
-    ('alpha_0.25_dataset_no_such_dataset', 'failed'),
+    (FAILING_NAME, 'failed'),
     ('alpha_0.25', 'completed'),
   ]:
     assert any(
