@@ -116,8 +116,12 @@ class _EventWriter:
     self._file = None
     if not is_chief:
       return
-    from tensorboard.compat.proto import event_pb2, summary_pb2
-    from tensorboard.summary.writer.record_writer import RecordWriter
+    try:
+      from tensorboard.compat.proto import event_pb2, summary_pb2
+      from tensorboard.summary.writer.record_writer import RecordWriter
+    except ImportError as e:
+      logging.warning('No TensorBoard events (%s).', e)
+      return
 
     self._event, self._summary = event_pb2.Event, summary_pb2.Summary
     # TensorFlow's naming, which TensorBoard looks for.

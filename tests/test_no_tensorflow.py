@@ -59,6 +59,38 @@ def test_core_modules_import_without_tensorflow():
   assert 'imported' in result.stdout
 
 
+def test_training_writes_its_events_without_tensorflow(tmp_path):
+  """A run on synthetic batches end to end, as on a machine without
+  TensorFlow: it completes, with its checkpoint and TensorBoard events."""
+  workdir = tmp_path / 'run'
+  result = _run_blocked(
+    'import os, types\n'
+    'from configs import quickstart\n'
+    'from mobilenet_flax import synthetic, train\n'
+    "config = quickstart.get_config('alpha=0.125,res=32')\n"
+    "config.dataset = 'synthetic'\n"
+    'config.batch_size = 8\n'
+    'config.num_train_steps = 1\n'
+    'config.warmup_epochs = 0.0\n'
+    'config.eval_every_steps = 1000\n'
+    # Synthetic's eval split is 50,000 images; one batch is enough here.
+    'data = types.SimpleNamespace(\n'
+    '  get_dataset_info=synthetic.get_dataset_info,\n'
+    '  create_train_dataset=synthetic.create_train_dataset,\n'
+    '  create_eval_dataset=lambda config, *, batch_size, **_: (\n'
+    '    [synthetic.random_batch(batch_size, 32, seed=1)], 1))\n'
+    'results = train.train_and_evaluate(config, sys.argv[1], data=data)\n'
+    "assert sys.modules['tensorflow'] is None\n"
+    "print(results['status'])",
+    str(workdir),
+  )
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert result.stdout.split() == ['completed']
+  assert (workdir / 'checkpoints' / '1').is_dir()
+  (events,) = workdir.glob('events.out.tfevents.*')
+  assert events.stat().st_size > 100
+
+
 def test_train_throughput_benchmark_runs_without_tensorflow():
   result = _run_blocked(
     "import runpy; sys.argv = ['train_throughput.py'] + sys.argv[1:]\n"
