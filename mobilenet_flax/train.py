@@ -343,7 +343,7 @@ class _Run:
 def _setup(
   config: ml_collections.ConfigDict, workdir: str, data: Any | None
 ) -> _Run:
-  config_lib.validate(config)
+  """The run's pieces from a config its entry point has validated."""
   data = data or data_source(config)
   info = data.get_dataset_info(config)
   derived = config_lib.derive(
@@ -719,6 +719,7 @@ def evaluate(
   `workdir`. Logs the scores, then writes `eval_results.json` to
   `workdir`.
   """
+  config_lib.validate(config)
   run = _setup(config, workdir, data)
   source = config.init_from or workdir
   expected = {'alpha': config.model.alpha, 'num_classes': run.info.num_classes}

@@ -25,8 +25,12 @@ for name in ('tensorflow', 'tensorflow_datasets', 'keras'):
 
 
 def _run_blocked(code, *args):
+  return _run(BLOCKER + code, *args)
+
+
+def _run(code, *args):
   return subprocess.run(
-    [sys.executable, '-c', BLOCKER + code, *args],
+    [sys.executable, '-c', code, *args],
     cwd=ROOT,
     capture_output=True,
     text=True,
@@ -159,23 +163,14 @@ def test_tensorflow_loads_without_keras_and_keras_imports_after():
   # cli.import_tensorflow skips the Keras import TensorFlow makes at start-up
   # (the input pipeline, export and predict use it); Keras itself must still
   # load afterwards, for keras_import.
-  result = subprocess.run(
-    [
-      sys.executable,
-      '-c',
-      'import sys\n'
-      'from mobilenet_flax import cli\n'
-      'tf = cli.import_tensorflow()\n'
-      'assert tf.constant(2).numpy() == 2\n'
-      "assert 'keras' not in sys.modules and 'sklearn' not in sys.modules\n"
-      'import keras\n'
-      'print(keras.layers.Dense(3).units, tf.keras.layers.Dense(4).units)',
-    ],
-    cwd=ROOT,
-    capture_output=True,
-    text=True,
-    check=False,
-    env={**os.environ, 'PYTHONPATH': ROOT},
+  result = _run(
+    'import sys\n'
+    'from mobilenet_flax import cli\n'
+    'tf = cli.import_tensorflow()\n'
+    'assert tf.constant(2).numpy() == 2\n'
+    "assert 'keras' not in sys.modules and 'sklearn' not in sys.modules\n"
+    'import keras\n'
+    'print(keras.layers.Dense(3).units, tf.keras.layers.Dense(4).units)'
   )
   assert result.returncode == 0, result.stderr[-3000:]
   assert result.stdout.split() == ['3', '4']

@@ -217,9 +217,9 @@ def _start_after_first_checkpoint(a, start):
 
   def run():
     deadline = time.time() + TIMEOUT
-    while not os.path.isdir(first) and a.poll() is None:
-      if time.time() > deadline:
-        break
+    while (
+      not os.path.isdir(first) and a.poll() is None and time.time() < deadline
+    ):
       time.sleep(0.1)
     started['run'] = start()
 
