@@ -16,8 +16,12 @@ TEST_WORKERS ?= 2
 $(STAMP): requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	# uv installs the pinned set in about a third of pip's time (15 s vs 48 s).
+	# Unlike pip, uv writes no bytecode unless asked; without it, every
+	# process (with PYTHONDONTWRITEBYTECODE set) compiles each module it
+	# imports: `import tensorflow` took 14 s instead of 6.7 s.
 	$(BIN)/pip install --quiet $(UV)
-	$(BIN)/uv pip install --quiet --python $(BIN)/python -r requirements.txt
+	$(BIN)/uv pip install --quiet --python $(BIN)/python --compile-bytecode \
+	  -r requirements.txt
 	# The project itself, editable: `import mobilenet_flax` works anywhere.
 	$(BIN)/uv pip install --quiet --python $(BIN)/python --no-deps \
 	  --no-build-isolation -e .
