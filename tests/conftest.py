@@ -25,6 +25,69 @@ os.environ.setdefault('JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS', '0')
 os.environ.setdefault('JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES', '0')
 
 
+def _keep_executables_in_memory():
+  """Many tests train or evaluate the same tiny model in this process, each
+  run tracing and lowering its steps afresh. JAX finds the compiled program
+  in the persistent cache, but reads and deserialises it every time (about
+  0.9 s for a train step). This keeps each program it compiles or reads,
+  under the same cache key (a hash of the program, its compile options and
+  devices) and the same devices, and hands that back instead. Programs with
+  host callbacks are never cached. If JAX renames these functions, tests
+  only lose the speed-up."""
+  from jax._src import compiler
+
+  read = getattr(compiler, '_cache_read', None)
+  compile_and_write = getattr(compiler, '_compile_and_write_cache', None)
+  if read is None or compile_and_write is None:
+    return
+  kept = {}
+
+  def key(cache_key, executable_devices):
+    return cache_key, tuple(d.id for d in executable_devices)
+
+  def cache_read(
+    module_name, cache_key, compile_options, backend, executable_devices
+  ):
+    k = key(cache_key, executable_devices)
+    if k not in kept:
+      executable, compile_time = read(
+        module_name, cache_key, compile_options, backend, executable_devices
+      )
+      if executable is None:
+        return None, None
+      kept[k] = executable, compile_time
+    return kept[k]
+
+  def compile_and_write_cache(
+    backend,
+    computation,
+    executable_devices,
+    compile_options,
+    host_callbacks,
+    module_name,
+    cache_key,
+  ):
+    executable = compile_and_write(
+      backend,
+      computation,
+      executable_devices,
+      compile_options,
+      host_callbacks,
+      module_name,
+      cache_key,
+    )
+    if not host_callbacks:
+      # The compile time is only JAX's bookkeeping of what a hit saves.
+      kept[key(cache_key, executable_devices)] = executable, 0
+    return executable
+
+  compiler._cache_read = cache_read
+  compiler._compile_and_write_cache = compile_and_write_cache
+
+
+_keep_executables_in_memory()
+
+
 # The files whose tests take longest (most of it compiling), longest first,
 # by their times in a cold-cache `make test`. The Makefile hands whole
 # files to the workers in this order (`--no-loadscope-reorder`; otherwise
