@@ -9,6 +9,7 @@ gs:// storage and preemption notices that these tests do not exercise.
 
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -31,10 +32,11 @@ def _run_pair(tmp_path, workdirs, data_dir, *overrides, tag):
   output)] in process order."""
   port = _free_port()
   env = dict(os.environ)
-  # Two fake devices each, compiled at the suite's optimisation level.
-  env['XLA_FLAGS'] = (
-    '--xla_force_host_platform_device_count=2 '
-    '--xla_backend_optimization_level=0'
+  # Two fake devices each, compiled with the suite's flags (conftest.py).
+  env['XLA_FLAGS'] = re.sub(
+    r'--xla_force_host_platform_device_count=\d+',
+    '--xla_force_host_platform_device_count=2',
+    env['XLA_FLAGS'],
   )
   env['JAX_PLATFORMS'] = 'cpu'
   # main.py and the worker import the project from the checkout.

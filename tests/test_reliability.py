@@ -74,11 +74,14 @@ TIMEOUT = 300
 # main.py runs on one CPU device: these runs overlap the test process's own
 # work, and XLA's CPU collectives abort when a device's thread misses their
 # 40-second rendezvous on a busy machine. Nothing here needs several
-# devices; compiled at the suite's optimisation level.
+# devices; compiled with the suite's flags (conftest.py).
 ONE_DEVICE_ENV = {
   **os.environ,
-  'XLA_FLAGS': '--xla_force_host_platform_device_count=1 '
-  '--xla_backend_optimization_level=0',
+  'XLA_FLAGS': re.sub(
+    r'--xla_force_host_platform_device_count=\d+',
+    '--xla_force_host_platform_device_count=1',
+    os.environ['XLA_FLAGS'],
+  ),
 }
 
 
