@@ -8,9 +8,9 @@ compilation. The tests run tiny models for a few steps, so compiling them
 dominates the suite's time: LLVM optimisation level 0 compiles about a
 third faster, and XLA's older elementwise code generator (fusion emitters
 off) compiled the tiny train step in 5.3-7.7 s instead of 7.6-10.5 s (five
-runs each), its steps no slower. The code may round floats in another order, which the
-tests' tolerances already allow for; programs the tests start get the
-same flags (with their own device count).
+runs each), its steps no slower. The code may round floats in another
+order, which the tests' tolerances already allow for; programs the tests
+start get the same flags (with their own device count).
 """
 
 import os
