@@ -13,6 +13,7 @@ order, which the tests' tolerances already allow for; programs the tests
 start get the same flags (with their own device count).
 """
 
+import inspect
 import os
 import tempfile
 
@@ -36,53 +37,43 @@ def _keep_executables_in_memory():
   0.9 s for a train step). This keeps each program it compiles or reads,
   under the same cache key (a hash of the program, its compile options and
   devices) and the same devices, and hands that back instead. Programs with
-  host callbacks are never cached. If JAX renames these functions, tests
-  only lose the speed-up."""
-  from jax._src import compiler
-
+  host callbacks are never kept. If JAX changes these private functions,
+  tests only lose the speed-up."""
+  try:
+    from jax._src import compiler
+  except ImportError:
+    return
   read = getattr(compiler, '_cache_read', None)
   compile_and_write = getattr(compiler, '_compile_and_write_cache', None)
   if read is None or compile_and_write is None:
     return
+  read_sig = inspect.signature(read)
+  compile_sig = inspect.signature(compile_and_write)
   kept = {}
 
-  def key(cache_key, executable_devices):
-    return cache_key, tuple(d.id for d in executable_devices)
+  def key(arguments):
+    try:
+      devices = tuple(d.id for d in arguments['executable_devices'])
+      return arguments['cache_key'], devices
+    except (KeyError, TypeError, AttributeError):
+      return None
 
-  def cache_read(
-    module_name, cache_key, compile_options, backend, executable_devices
-  ):
-    k = key(cache_key, executable_devices)
-    if k not in kept:
-      executable, compile_time = read(
-        module_name, cache_key, compile_options, backend, executable_devices
-      )
-      if executable is None:
-        return None, None
+  def cache_read(*args, **kwargs):
+    k = key(read_sig.bind(*args, **kwargs).arguments)
+    if k in kept:
+      return kept[k]
+    executable, compile_time = read(*args, **kwargs)
+    if k is not None and executable is not None:
       kept[k] = executable, compile_time
-    return kept[k]
+    return executable, compile_time
 
-  def compile_and_write_cache(
-    backend,
-    computation,
-    executable_devices,
-    compile_options,
-    host_callbacks,
-    module_name,
-    cache_key,
-  ):
-    executable = compile_and_write(
-      backend,
-      computation,
-      executable_devices,
-      compile_options,
-      host_callbacks,
-      module_name,
-      cache_key,
-    )
-    if not host_callbacks:
+  def compile_and_write_cache(*args, **kwargs):
+    executable = compile_and_write(*args, **kwargs)
+    arguments = compile_sig.bind(*args, **kwargs).arguments
+    k = key(arguments)
+    if k is not None and not arguments.get('host_callbacks', True):
       # The compile time is only JAX's bookkeeping of what a hit saves.
-      kept[key(cache_key, executable_devices)] = executable, 0
+      kept[k] = executable, 0
     return executable
 
   compiler._cache_read = cache_read

@@ -15,7 +15,6 @@ import types
 
 import jax
 import numpy as np
-from jax._src import compilation_cache, compiler
 
 import main as entry
 from mobilenet_flax import cli, steps, train
@@ -103,29 +102,45 @@ class _RecordingEval:
       yield batch
 
 
-def _cache_write_from_every_process(
-  cache_key, compile_time_secs, module_name, backend, executable, host_callbacks
-):
+def _write_cache_from_every_process():
   """JAX writes persistent-cache entries from process 0 only (to spare
   shared filesystems the contention). On CPU a cache key includes the
   devices a program runs on, so process 1's programs never match process
   0's entries: without this, process 1 compiles cold in every pair while
   process 0 loads from the cache and waits for it at the first collective.
   The test's cache is a local directory and the keys differ, so the writes
-  cannot contend."""
-  if jax.process_index() == 0 or host_callbacks:
-    return _original_cache_write(
-      cache_key,
-      compile_time_secs,
-      module_name,
-      backend,
-      executable,
-      host_callbacks,
-    )
-  compilation_cache.put_executable_and_time(
-    cache_key, module_name, executable, backend, int(compile_time_secs)
-  )
-  return None
+  cannot contend. Only a speed-up: if JAX moves these functions, process 1
+  compiles cold again."""
+  try:
+    from jax._src import compilation_cache, compiler
+  except ImportError:
+    return
+  original = getattr(compiler, '_cache_write', None)
+  put = getattr(compilation_cache, 'put_executable_and_time', None)
+  if original is None or put is None:
+    return
+
+  def cache_write(
+    cache_key,
+    compile_time_secs,
+    module_name,
+    backend,
+    executable,
+    host_callbacks,
+  ):
+    if jax.process_index() == 0 or host_callbacks:
+      return original(
+        cache_key,
+        compile_time_secs,
+        module_name,
+        backend,
+        executable,
+        host_callbacks,
+      )
+    put(cache_key, module_name, executable, backend, int(compile_time_secs))
+    return None
+
+  compiler._cache_write = cache_write
 
 
 def _write_record():
@@ -140,12 +155,7 @@ _original_make_train_step = steps.make_train_step
 _original_data_source = train.data_source
 steps.make_train_step = _instrumented_make_train_step
 train.data_source = _instrumented_data_source
-# Only a speed-up: if JAX renames these, process 1 compiles cold again.
-_original_cache_write = getattr(compiler, '_cache_write', None)
-if _original_cache_write is not None and hasattr(
-  compilation_cache, 'put_executable_and_time'
-):
-  compiler._cache_write = _cache_write_from_every_process
+_write_cache_from_every_process()
 atexit.register(_write_record)
 
 if __name__ == '__main__':
