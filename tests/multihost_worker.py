@@ -9,6 +9,7 @@ this process scored. The record is written to $MULTIHOST_RECORD on exit.
 
 import atexit
 import hashlib
+import inspect
 import json
 import os
 import types
@@ -120,24 +121,31 @@ def _write_cache_from_every_process():
   if original is None or put is None:
     return
 
-  def cache_write(
-    cache_key,
-    compile_time_secs,
-    module_name,
-    backend,
-    executable,
-    host_callbacks,
-  ):
-    if jax.process_index() == 0 or host_callbacks:
-      return original(
-        cache_key,
-        compile_time_secs,
-        module_name,
-        backend,
-        executable,
-        host_callbacks,
-      )
-    put(cache_key, module_name, executable, backend, int(compile_time_secs))
+  signature = inspect.signature(original)
+  needed = (
+    'cache_key',
+    'module_name',
+    'executable',
+    'backend',
+    'compile_time_secs',
+    'host_callbacks',
+  )
+
+  def cache_write(*args, **kwargs):
+    given = signature.bind(*args, **kwargs).arguments
+    if (
+      jax.process_index() == 0
+      or any(name not in given for name in needed)
+      or given['host_callbacks']
+    ):
+      return original(*args, **kwargs)
+    put(
+      given['cache_key'],
+      given['module_name'],
+      given['executable'],
+      given['backend'],
+      int(given['compile_time_secs']),
+    )
     return None
 
   compiler._cache_write = cache_write
