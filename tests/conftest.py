@@ -17,9 +17,10 @@ import inspect
 import os
 import tempfile
 
-os.environ['XLA_FLAGS'] = os.environ.get('XLA_FLAGS', '') + (
-  ' --xla_force_host_platform_device_count=4'
-  ' --xla_backend_optimization_level=0 --xla_cpu_use_fusion_emitters=false'
+from tests import xla_flags
+
+os.environ['XLA_FLAGS'] = (
+  os.environ.get('XLA_FLAGS', '') + ' ' + xla_flags.for_devices(4)
 )
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 os.environ.setdefault(

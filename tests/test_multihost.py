@@ -9,12 +9,13 @@ gs:// storage and preemption notices that these tests do not exercise.
 
 import json
 import os
-import re
 import socket
 import subprocess
 import sys
 
 import pytest
+
+from tests import xla_flags
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 WORKER = os.path.join(ROOT, 'tests', 'multihost_worker.py')
@@ -33,11 +34,7 @@ def _run_pair(tmp_path, workdirs, data_dir, *overrides, tag):
   port = _free_port()
   env = dict(os.environ)
   # Two fake devices each, compiled with the suite's flags (conftest.py).
-  env['XLA_FLAGS'] = re.sub(
-    r'--xla_force_host_platform_device_count=\d+',
-    '--xla_force_host_platform_device_count=2',
-    env['XLA_FLAGS'],
-  )
+  env['XLA_FLAGS'] = xla_flags.for_devices(2)
   env['JAX_PLATFORMS'] = 'cpu'
   # main.py and the worker import the project from the checkout.
   env['PYTHONPATH'] = ROOT

@@ -43,6 +43,7 @@ from mobilenet_flax import (
   synthetic,
   train,
 )
+from tests import xla_flags
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # What every run here uses, in-process and on main.py's command line alike,
@@ -77,11 +78,7 @@ TIMEOUT = 300
 # devices; compiled with the suite's flags (conftest.py).
 ONE_DEVICE_ENV = {
   **os.environ,
-  'XLA_FLAGS': re.sub(
-    r'--xla_force_host_platform_device_count=\d+',
-    '--xla_force_host_platform_device_count=1',
-    os.environ['XLA_FLAGS'],
-  ),
+  'XLA_FLAGS': xla_flags.for_devices(1),
 }
 
 
