@@ -817,7 +817,13 @@ def export(
     quantization = None
     if quantize:
       if config is not None:
-        source = f'config {representative_config!s} (train split)'
+        # A config object would print all its fields; its dataset says it.
+        name = (
+          representative_config
+          if isinstance(representative_config, str)
+          else f'with dataset {config.dataset!r}'
+        )
+        source = f'config {name} (train split)'
         images = lambda: images_from_config(
           config, model.resolution, representative_count, data_dir=data_dir
         )
