@@ -187,6 +187,8 @@ class _TrainLog:
 
   The clock starts when the segment's first step has finished: that step
   includes compiling, and would make the first rate and ETA meaningless.
+  Time spent in `paused()` (evaluating, saving) is left out as well, so
+  images/s and the ETA are the training steps' own.
   """
 
   def __init__(self, writer: _EventWriter, num_train_steps: int):
@@ -201,6 +203,18 @@ class _TrainLog:
     if self._clock is None:
       jax.block_until_ready(metrics)
       self._clock = (time.time(), step)
+
+  @contextlib.contextmanager
+  def paused(self, state: Any) -> Iterator[None]:
+    # Steps still in flight are training time: wait for them first.
+    jax.block_until_ready(state)
+    start = time.time()
+    try:
+      yield
+    finally:
+      if self._clock is not None:
+        clock, step = self._clock
+        self._clock = (clock + time.time() - start, step)
 
   def write(self, step: int) -> None:
     host = jax.device_get(
@@ -619,7 +633,8 @@ def _train(run: _Run, start_time: float) -> dict[str, Any]:
           _check_finite(state_repl)
           train_log.write(step)
         if step % derived.eval_every_steps == 0:
-          eval_results = evaluate_state(p_eval_step, state_repl, eval_ds)
+          with train_log.paused(state_repl):
+            eval_results = evaluate_state(p_eval_step, state_repl, eval_ds)
           last_eval_step = step
           writer.scalars(
             step, {f'eval_{k}': v for k, v in eval_results.items()}
@@ -635,7 +650,8 @@ def _train(run: _Run, start_time: float) -> dict[str, Any]:
           step % config.checkpoint_every_steps == 0
           and step < derived.num_train_steps
         ):
-          save(step, state_repl, 'running')
+          with train_log.paused(state_repl):
+            save(step, state_repl, 'running')
 
       if status == 'completed':
         if last_eval_step != step:

@@ -370,3 +370,44 @@ def test_eval_mode_scores_a_workdir_and_exported_weights(
   config.model.alpha = 0.25
   with pytest.raises(checkpoints.CheckpointMismatchError, match='alpha'):
     train.evaluate(config, str(tmp_path / 'eval3'))
+
+
+def test_train_log_rate_and_eta_leave_out_the_first_step_and_pauses(
+  monkeypatch,
+):
+  clock = [0.0]
+  monkeypatch.setattr(train.time, 'time', lambda: clock[0])
+  lines = []
+  monkeypatch.setattr(
+    train.logging, 'info', lambda fmt, *args: lines.append(fmt % args)
+  )
+
+  class Writer:
+    scalars_at = {}
+
+    def scalars(self, step, scalars):
+      self.scalars_at[step] = scalars
+
+  def metrics():
+    values = dict.fromkeys(
+      ['loss', 'cross_entropy', 'accuracy', 'learning_rate', 'grad_norm'],
+      0.5,
+    )
+    values.update(corrupt=0, examples=64)
+    return {k: jnp.full((1,), v) for k, v in values.items()}
+
+  log = train._TrainLog(Writer(), num_train_steps=20)
+  # Step 1 (compiling) takes 30 s; steps 2-10 take 1 s each, with an
+  # evaluation of 100 s after step 5.
+  clock[0] = 30.0
+  log.add(1, metrics())
+  for step in range(2, 11):
+    clock[0] += 1.0
+    log.add(step, metrics())
+    if step == 5:
+      with log.paused(jnp.zeros(1)):
+        clock[0] += 100.0
+  log.write(10)
+  assert Writer.scalars_at[10]['train_images_per_second'] == pytest.approx(64)
+  assert lines[-1].startswith('step 10/20: loss 0.5000')
+  assert lines[-1].endswith('64.0 images/s, ETA 0m10s')
