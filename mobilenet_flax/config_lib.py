@@ -131,7 +131,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
   )
   if problems:
     raise ConfigError(
-      'Invalid config:\n' + '\n'.join(f'  - {p}' for p in problems)
+      # One line, as every error the command line prints.
+      'Invalid config: ' + ' '.join(problems)
     )
 
 

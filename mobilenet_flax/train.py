@@ -596,8 +596,10 @@ def _train(run: _Run, start_time: float) -> dict[str, Any]:
   state_repl = steps.replicate(state)
   del state
   logging.info(
-    'Training %s from step %d to %d: %d steps/epoch, global batch %d on %d '
-    'devices, learning rate %.4g.',
+    'Training %g MobileNet-%d on %s from step %d to %d: %d steps/epoch, '
+    'global batch %d on %d devices, learning rate %.4g.',
+    run.model.alpha,
+    config.resolution,
     config.dataset,
     start_step,
     derived.num_train_steps,

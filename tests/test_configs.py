@@ -102,8 +102,11 @@ def test_every_problem_is_listed_at_once():
   with pytest.raises(config_lib.ConfigError) as error:
     config_lib.validate(config)
   message = str(error.value)
+  # One line (the command line prints it after `error:`), each problem a
+  # sentence of its own.
+  assert '\n' not in message
   for field in ('model.alpha', 'optimizer', 'resolution'):
-    assert f'- {field} must be' in message
+    assert re.search(rf'(: |\. ){re.escape(field)} must be', message)
 
 
 def test_batch_size_must_split_over_the_devices():
