@@ -383,7 +383,8 @@ def test_train_log_rate_and_eta_leave_out_the_first_step_and_pauses(
   )
 
   class Writer:
-    scalars_at = {}
+    def __init__(self):
+      self.scalars_at = {}
 
     def scalars(self, step, scalars):
       self.scalars_at[step] = scalars
@@ -396,7 +397,8 @@ def test_train_log_rate_and_eta_leave_out_the_first_step_and_pauses(
     values.update(corrupt=0, examples=64)
     return {k: jnp.full((1,), v) for k, v in values.items()}
 
-  log = train._TrainLog(Writer(), num_train_steps=20)
+  writer = Writer()
+  log = train._TrainLog(writer, num_train_steps=20)
   # Step 1 (compiling) takes 30 s; steps 2-10 take 1 s each, with an
   # evaluation of 100 s after step 5.
   clock[0] = 30.0
@@ -408,6 +410,6 @@ def test_train_log_rate_and_eta_leave_out_the_first_step_and_pauses(
       with log.paused(jnp.zeros(1)):
         clock[0] += 100.0
   log.write(10)
-  assert Writer.scalars_at[10]['train_images_per_second'] == pytest.approx(64)
+  assert writer.scalars_at[10]['train_images_per_second'] == pytest.approx(64)
   assert lines[-1].startswith('step 10/20: loss 0.5000')
   assert lines[-1].endswith('64.0 images/s, ETA 0m10s')
